@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the non-Python tools the stack and its tests run: redis-server (Debian's own), and
+# Prometheus/promtool/Alertmanager/amtool at the versions docker-compose.yml pins. Debian
+# bookworm ships Prometheus 2.42 and Alertmanager 0.25 (2023), so those two are taken from
+# Debian sid's packages, unpacked into .tools/ with dpkg-deb: the system is not touched.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+tools="$here/.tools"
+want_prom=$(sed -n 's|.*image: *prom/prometheus:v\([0-9]*\.[0-9]*\)\..*|\1|p' "$here/docker-compose.yml")
+want_am=$(sed -n 's|.*image: *prom/alertmanager:v\([0-9]*\.[0-9]*\)\..*|\1|p' "$here/docker-compose.yml")
+[ -n "$want_prom" ] && [ -n "$want_am" ] || { echo "install-tools: cannot read the pinned versions from docker-compose.yml" >&2; exit 1; }
+
+version_of() { "$1" --version 2>/dev/null | sed -n '1s/.*version \([0-9]*\.[0-9]*\)\..*/\1/p'; }
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "install-tools: apt-get install ${need_apt[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "install-tools: missing commands: ${need_apt[*]}; install them (sudo apt-get install ${need_apt[*]}) and run again" >&2
+    exit 1
+  fi
+fi
+
+# Debian builds Alertmanager to read its notification templates from this fixed folder.
+am_templates=/usr/share/prometheus/alertmanager
+install_am_templates() {
+  [ -f "$am_templates/default.tmpl" ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$am_templates" && cp "$tools"/root/usr/share/prometheus/alertmanager/*.tmpl "$am_templates/"
+  else
+    echo "install-tools: Alertmanager needs its templates in $am_templates:" >&2
+    echo "  sudo mkdir -p $am_templates && sudo cp $tools/root$am_templates/*.tmpl $am_templates/" >&2
+    exit 1
+  fi
+}
+
+ok() { [ -x "$tools/bin/$1" ] && [ "$(version_of "$tools/bin/$1")" = "$2" ]; }
+if ok prometheus "$want_prom" && ok promtool "$want_prom" && ok prometheus-alertmanager "$want_am" && ok amtool "$want_am"; then
+  install_am_templates
+  exit 0
+fi
+
+# A private apt state: Debian's sid index, used only to download the packages.
+apt_dir="$tools/apt"
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$tools/root" "$tools/bin"
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main" >"$apt_dir/sources.list"
+opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+      -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
+echo "install-tools: fetching prometheus $want_prom and alertmanager $want_am from Debian sid into .tools/"
+apt-get "${opts[@]}" update -qq >/dev/null
+(cd "$apt_dir/debs" && rm -f ./*.deb && apt-get "${opts[@]}" download -qq prometheus promtool prometheus-alertmanager >/dev/null)
+for deb in "$apt_dir"/debs/*.deb; do dpkg-deb -x "$deb" "$tools/root"; done
+for b in prometheus promtool prometheus-alertmanager amtool; do ln -sf "../root/usr/bin/$b" "$tools/bin/$b"; done
+
+for pair in "prometheus $want_prom" "promtool $want_prom" "prometheus-alertmanager $want_am" "amtool $want_am"; do
+  set -- $pair
+  got=$(version_of "$tools/bin/$1")
+  if [ "$got" != "$2" ]; then
+    echo "install-tools: $1 is $got but docker-compose.yml pins $2; Debian sid moved on: update the pin in docker-compose.yml" >&2
+    exit 1
+  fi
+done
+install_am_templates
+echo "install-tools: prometheus $want_prom, alertmanager $want_am ready in .tools/bin"
