@@ -1,0 +1,1 @@
+"""Prometheus configuration of the stack: scrape config, rules and their generators."""
