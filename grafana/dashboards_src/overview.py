@@ -1,0 +1,293 @@
+"""Celery / Overview: is anything piling up, where, since when, why, and can we trust the numbers."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.models import common as cm
+
+from grafana.common import (
+    BACKLOG_ALERT_THRESHOLD,
+    BACKLOG_WARN,
+    EXPORTER_SCRAPE_SLOW_S,
+    FAILURE_RATIO_CRIT,
+    FAILURE_RATIO_WARN,
+    OLDEST_WAIT_CRIT_S,
+    OLDEST_WAIT_WARN_S,
+    OVERVIEW_UID,
+    QUEUE_VARIABLE,
+    UP_DOWN,
+    Color,
+    EmptyWhen,
+    Unit,
+    bargauge_panel,
+    dashboard,
+    link_to_queue,
+    nan_text,
+    organize,
+    stat_panel,
+    table_panel,
+    target,
+    thresholds,
+    timeseries_panel,
+)
+
+UID = OVERVIEW_UID
+TITLE = "Celery / Overview"
+VARIABLES = (QUEUE_VARIABLE,)
+
+OUTCOMES = "task-succeeded|task-failed|task-retried|task-rejected|task-revoked"
+SCRAPE_JOBS = "celery-queue-exporter|flower|prometheus|alertmanager"
+_T = BACKLOG_ALERT_THRESHOLD
+
+
+class Q:
+    """Every PromQL expression of this dashboard, so recording rules replace them here.
+
+    `X or (sum(Y) * 0)` shows 0 rather than nothing when Y is there but nothing matches X
+    (no queue over the threshold), yet still nothing when Y itself is missing (exporter down).
+    """
+
+    BACKLOG_TOTAL = 'sum(celery_queue_length{queue_name=~"$queue_name"})'
+    QUEUES_OVER_THRESHOLD = (
+        f'count(celery_queue_length{{queue_name=~"$queue_name"}} > {_T})'
+        ' or (sum(celery_queue_length{queue_name=~"$queue_name"}) * 0)'
+    )
+    OLDEST_WAITING = 'max(celery_queue_oldest_message_age_seconds{queue_name=~"$queue_name"})'
+    WORKERS_ONLINE = 'count(flower_worker_online == 1) or (max(up{job="flower"}) * 0)'
+    QUEUES_WITHOUT_CONSUMERS = (
+        'count(celery_queue_consumers{queue_name=~"$queue_name"} == 0)'
+        ' or (sum(celery_queue_consumers{queue_name=~"$queue_name"}) * 0)'
+    )
+    FIRING_ALERTS_COUNT = 'count(ALERTS{alertstate="firing"}) or vector(0)'
+    BACKLOG_BY_QUEUE = 'sum by (queue_name) (celery_queue_length{queue_name=~"$queue_name"})'
+    # task-sent events carry the producer's hostname as worker: always aggregate worker away.
+    TASK_RATE_BY_OUTCOME = f'sum by (type) (rate(flower_events_total{{type=~"{OUTCOMES}"}}[$__rate_interval]))'
+    FAILURE_RATIO = (
+        '(sum(rate(flower_events_total{type="task-failed"}[5m])) or vector(0))'
+        ' / sum(rate(flower_events_total{type=~"task-succeeded|task-failed"}[5m]))'
+    )
+    # ALERTS_FOR_STATE holds when each active alert became active (Unix seconds).
+    FIRING_ALERTS = '(ALERTS_FOR_STATE and ignoring(alertstate) ALERTS{alertstate="firing"}) * 1000'
+    TARGETS_UP = f'min by (job) (up{{job=~"{SCRAPE_JOBS}"}})'
+    BROKER_UP = "min(celery_broker_up)"
+    EXPORTER_VERSION = "max by (version) (celery_exporter_build_info)"
+    EXPORTER_SCRAPE_DURATION = "max(celery_exporter_scrape_duration_seconds)"
+    PROMETHEUS_SCRAPE_DURATION = 'max(scrape_duration_seconds{job="celery-queue-exporter"})'
+    EXPORTER_SCRAPE_ERRORS = (
+        "sum(increase(celery_exporter_scrape_errors_total[$__rate_interval]))"
+        ' or (sum(up{job="celery-queue-exporter"}) * 0)'
+    )
+
+
+# Panels (or one query of a panel, by ref id) that a healthy stack may leave empty.
+EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
+    ("Firing alerts", None): EmptyWhen.NO_ALERT,
+}
+
+
+def build() -> Dashboard:
+    return (
+        dashboard(
+            UID,
+            TITLE,
+            "Is anything piling up, where, since when, and why? Start here; the Queues and "
+            "Workers dashboards drill down.",
+            VARIABLES,
+        )
+        .with_row(Row("Is anything piling up?"))
+        .with_panel(
+            stat_panel(
+                "Total backlog",
+                "How many tasks wait in the broker right now? Ready tasks of the selected queues, "
+                "summed over priorities (not yet delivered to any worker).",
+                [target(Q.BACKLOG_TOTAL, "backlog")],
+                Unit.COUNT,
+                thresholds(Color.OK, (BACKLOG_WARN, Color.WARN), (_T, Color.BAD)),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Queues over threshold",
+                f"How many queues hold more than {_T} ready tasks, the CeleryQueueBacklog alert's "
+                "threshold (the alert fires after 5 minutes above it).",
+                [target(Q.QUEUES_OVER_THRESHOLD, "queues")],
+                Unit.COUNT,
+                thresholds(Color.OK, (1, Color.BAD)),
+                decimals=0,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Oldest waiting task",
+                "Since when is something waiting? Age of the oldest ready message over the selected "
+                "queues; high while the backlog is low means a queue nobody consumes.",
+                [target(Q.OLDEST_WAITING, "oldest")],
+                Unit.SECONDS,
+                thresholds(Color.OK, (OLDEST_WAIT_WARN_S, Color.WARN), (OLDEST_WAIT_CRIT_S, Color.BAD)),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Workers online",
+                "Are there workers at all? Workers whose last worker event told Flower they are online. "
+                "A SIGKILLed worker stays 'online' here: check 'Queues without consumers'.",
+                [target(Q.WORKERS_ONLINE, "workers")],
+                Unit.COUNT,
+                thresholds(Color.BAD, (1, Color.OK)),
+                decimals=0,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Queues without consumers",
+                "Does every queue have someone consuming it? Queues no worker consumes, from the "
+                "exporter's periodic `inspect active_queues`: a killed worker stops answering, "
+                "whatever Flower believes.",
+                [target(Q.QUEUES_WITHOUT_CONSUMERS, "queues")],
+                Unit.COUNT,
+                thresholds(Color.OK, (1, Color.BAD)),
+                decimals=0,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Alerts firing",
+                "Is Prometheus alerting right now? Count of firing alerts (ALERTS); the table below lists them.",
+                [target(Q.FIRING_ALERTS_COUNT, "alerts")],
+                Unit.COUNT,
+                thresholds(Color.OK, (1, Color.BAD)),
+                decimals=0,
+            )
+        )
+        .with_row(Row("Where, and why?"))
+        .with_panel(
+            bargauge_panel(
+                "Backlog per queue",
+                f"Where is it piling up? Ready tasks per queue; red from {_T} (the alert threshold). "
+                "Click a bar to open that queue.",
+                [target(Q.BACKLOG_BY_QUEUE, "{{queue_name}}", instant=True)],
+                Unit.COUNT,
+                thresholds(Color.OK, (BACKLOG_WARN, Color.WARN), (_T, Color.BAD)),
+                links=link_to_queue(),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Tasks per second by outcome",
+                "Are tasks completing, or failing, retrying, being rejected or revoked? Celery task "
+                "events per second, all workers and tasks.",
+                [target(Q.TASK_RATE_BY_OUTCOME, "{{type}}")],
+                Unit.TASKS_PER_S,
+                width=10,
+                colors={
+                    "task-succeeded": Color.OK,
+                    "task-failed": Color.BAD,
+                    "task-retried": Color.WARN,
+                    "task-rejected": Color.EXTRA,
+                    "task-revoked": Color.MUTED,
+                },
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Failure ratio",
+                "What share of finished tasks failed over the last 5 minutes? task-failed / "
+                "(task-succeeded + task-failed); retries are not failures.",
+                [target(Q.FAILURE_RATIO, "failed")],
+                Unit.RATIO,
+                thresholds(Color.OK, (FAILURE_RATIO_WARN, Color.WARN), (FAILURE_RATIO_CRIT, Color.BAD)),
+                width=6,
+                height=8,
+                mappings=nan_text("no task finished"),
+            )
+        )
+        .with_row(Row("Alerts"))
+        .with_panel(
+            table_panel(
+                "Firing alerts",
+                "Which alerts fire, on what, and since when? Firing Prometheus alerts with their "
+                "labels; 'Active since' is when the condition started to hold.",
+                [target(Q.FIRING_ALERTS, "", instant=True, table_format=True)],
+                transformations=[
+                    organize(
+                        exclude=["Time", "__name__", "alertstate"],
+                        order=["alertname", "severity", "queue_name", "Value"],
+                        rename={"Value": "Active since"},
+                    )
+                ],
+                units={"Active since": Unit.TIME_AGO},
+                no_value="No alert is firing",
+            )
+        )
+        .with_row(Row("Can we trust these numbers?"))
+        .with_panel(
+            stat_panel(
+                "Scrape targets",
+                "Is each part of the monitoring reachable? Prometheus' `up` per scrape job: the "
+                "queue exporter, Flower, Prometheus itself and Alertmanager.",
+                [target(Q.TARGETS_UP, "{{job}}")],
+                Unit.STATE,
+                thresholds(Color.BAD, (1, Color.OK)),
+                width=6,
+                height=6,
+                mappings=UP_DOWN,
+                sparkline=False,
+                text_mode=cm.BigValueTextMode.VALUE_AND_NAME,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Broker up",
+                "Can the exporter reach Redis? When DOWN, every queue number above is stale.",
+                [target(Q.BROKER_UP, "broker")],
+                Unit.STATE,
+                thresholds(Color.BAD, (1, Color.OK)),
+                width=3,
+                height=6,
+                mappings=UP_DOWN,
+                sparkline=False,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Exporter version",
+                "Which celery-queue-exporter build is running (celery_exporter_build_info)?",
+                [target(Q.EXPORTER_VERSION, "{{version}}")],
+                Unit.STATE,
+                thresholds(Color.INFO),
+                width=3,
+                height=6,
+                sparkline=False,
+                text_mode=cm.BigValueTextMode.NAME,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Exporter scrape duration",
+                "Is the exporter getting slow? Time it spent reading the broker, and the whole "
+                "scrape as Prometheus saw it; the dashed line is where it becomes worth a look.",
+                [
+                    target(Q.EXPORTER_SCRAPE_DURATION, "broker read (exporter)"),
+                    target(Q.PROMETHEUS_SCRAPE_DURATION, "scrape (Prometheus)"),
+                ],
+                Unit.SECONDS,
+                width=6,
+                height=6,
+                threshold_steps=thresholds(Color.NONE, (EXPORTER_SCRAPE_SLOW_S, Color.WARN)),
+                legend_calcs=(),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Exporter scrape errors",
+                "Does the exporter fail to read the broker? Errors per interval; any error means "
+                "gaps or stale values in the queue panels.",
+                [target(Q.EXPORTER_SCRAPE_ERRORS, "errors")],
+                Unit.COUNT,
+                width=6,
+                height=6,
+                threshold_steps=thresholds(Color.NONE, (1, Color.BAD)),
+                legend_calcs=(),
+            )
+        )
+    )

@@ -1,0 +1,87 @@
+"""Every dashboard query returns data from a real Prometheus holding metrics shaped like the
+exporter's and Flower's (synthetic, backfilled), with a real alert firing: wrong metric or
+label names, bad vector matching or a query that cannot show anything fail here, before the
+end-to-end stack test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from grafana.common import EmptyWhen
+from grafana.queries import check_live, iter_queries, run_query
+from tests.grafana import synthetic
+from tests.grafana.prom import backfill, running_prometheus
+from tests.support.procs import wait_until
+
+WINDOW_S = 20 * 60
+
+
+@pytest.fixture(scope="module")
+def prometheus_with_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float, float]]:
+    """(base URL, first sample time, last sample time)."""
+    work = tmp_path_factory.mktemp("prometheus-synthetic")
+    end = float(int(time.time()))
+    start = end - WINDOW_S
+    backfill(synthetic.openmetrics(start, end), work / "tsdb", work)
+    with running_prometheus(work, rules=synthetic.BACKLOG_RULES, tsdb_dir=work / "tsdb") as url:
+        yield url, start, end
+
+
+def test_every_query_shows_data(prometheus_with_data: tuple[str, float, float]) -> None:
+    url, start, end = prometheus_with_data
+    # The scenario fails, retries, drains and sends task-sent events: all of it must show.
+    situations = set(EmptyWhen) - {EmptyWhen.NO_ALERT}  # ALERTS exist only from the test's start on
+    problems = check_live(url, start=start, end=end, expect_also=situations)
+    assert not problems, "\n".join(problems)
+    # Single values as a stat panel reads them (instant, at the last sample).
+    problems = check_live(url, end=end, expect_also=situations)
+    assert not problems, "\n".join(problems)
+
+
+def test_alert_queries_show_the_firing_alert(prometheus_with_data: tuple[str, float, float]) -> None:
+    url, _, _ = prometheus_with_data
+    wait_until(lambda: run_query(url, 'ALERTS{alertstate="firing"}'), 20, "the synthetic backlog alert")
+    alert_queries = [q for q in iter_queries() if q.empty_when is EmptyWhen.NO_ALERT]
+    assert {q.kind for q in alert_queries} == {"panel", "annotation"}
+    for q in alert_queries:
+        result = run_query(url, q.expr)
+        assert result, f"{q.where()}: no data\n    {q.expr}"
+        assert {r["metric"].get("queue_name") for r in result} == {"default"}, q.where()
+    table = next(q for q in alert_queries if q.panel_title == "Firing alerts" and q.kind == "panel")
+    (row,) = run_query(url, table.expr)
+    active_since_ms = float(row["value"][1])
+    assert abs(active_since_ms / 1000 - time.time()) < 300, "'Active since' is a Unix time in ms"
+
+
+def test_variables_list_the_expected_values(prometheus_with_data: tuple[str, float, float]) -> None:
+    url, _, end = prometheus_with_data
+    values = {}
+    for q in iter_queries():
+        if q.kind == "variable":
+            values[q.dashboard_uid, q.panel_title] = {r["metric"][q.label] for r in run_query(url, q.expr, at=end)}
+    assert values["celery-overview", "$queue_name"] == set(synthetic.QUEUES)
+    assert values["celery-queues", "$queue_name"] == set(synthetic.QUEUES)
+    assert values["celery-workers", "$worker"] == set(synthetic.WORKERS), "producers are not workers"
+    assert values["celery-workers", "$task"] == set(synthetic.TASKS)
+
+
+def test_a_selected_value_narrows_the_queries(prometheus_with_data: tuple[str, float, float]) -> None:
+    url, _, end = prometheus_with_data
+    queries = {
+        (q.dashboard_uid, q.panel_title): q for q in iter_queries(values={"queue_name": "demo"}) if q.ref_id == "A"
+    }
+    (backlog,) = run_query(url, queries["celery-overview", "Total backlog"].expr, at=end)
+    assert float(backlog["value"][1]) == 50
+    (without,) = run_query(url, queries["celery-overview", "Queues without consumers"].expr, at=end)
+    assert float(without["value"][1]) == 1
+
+
+def test_the_check_reports_empty_panels(prometheus_with_data: tuple[str, float, float]) -> None:
+    """check_live is what the stack test relies on: it must flag a panel with no data."""
+    url, _, end = prometheus_with_data
+    problems = check_live(url, start=end + 3600, end=end + 7200)  # after every sample: nothing there
+    assert any("Total backlog" in p and "no data" in p for p in problems)
+    assert not any("Firing alerts" in p for p in problems), "an allowed-empty panel was flagged"
