@@ -1,0 +1,1 @@
+"""The native runner: the whole stack under supervisord, no Docker needed."""

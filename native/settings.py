@@ -1,0 +1,96 @@
+"""Where the native stack lives and listens. Every port is overridable from the environment,
+with the same variable names docker-compose.yml uses."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS_BIN = REPO / ".tools" / "bin"
+VENV_BIN = Path(sys.executable).parent
+CONF = REPO / "native" / "supervisord.conf"
+HOST = "127.0.0.1"
+ALERT_PROFILES = ("demo", "production")
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"{name}={raw!r} is not a TCP port")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    run_dir: Path
+    broker_url: str
+    flower_port: int
+    exporter_port: int
+    prometheus_port: int
+    alertmanager_port: int
+    receiver_port: int
+    alert_profile: str
+
+    @property
+    def redis_port(self) -> int:
+        return urlsplit(self.broker_url).port or 6379
+
+    @property
+    def broker_url_display(self) -> str:
+        """The broker URL with any password masked: it is printed and logged."""
+        parts = urlsplit(self.broker_url)
+        if parts.password is None:
+            return self.broker_url
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+
+    @property
+    def rules_dir(self) -> str:
+        return f"rules/{self.alert_profile}"
+
+    def url(self, component: str) -> str:
+        port = {
+            "flower": self.flower_port,
+            "exporter": self.exporter_port,
+            "prometheus": self.prometheus_port,
+            "alertmanager": self.alertmanager_port,
+            "receiver": self.receiver_port,
+        }[component]
+        return f"http://{HOST}:{port}"
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    profile = env.get("ALERT_PROFILE", "demo")
+    if profile not in ALERT_PROFILES:
+        raise SystemExit(f"ALERT_PROFILE={profile!r}: choose one of {', '.join(ALERT_PROFILES)}")
+    broker = env.get("CELERY_BROKER_URL", f"redis://{HOST}:6379/0")
+    if urlsplit(broker).scheme not in ("redis", "rediss"):
+        raise SystemExit(f"CELERY_BROKER_URL must be a redis:// URL, got scheme {urlsplit(broker).scheme!r}")
+    return Settings(
+        run_dir=Path(env.get("STACK_RUN_DIR", REPO / "run")).resolve(),
+        broker_url=broker,
+        flower_port=_port(env, "FLOWER_PORT", 5555),
+        exporter_port=_port(env, "EXPORTER_PORT", 9818),
+        prometheus_port=_port(env, "PROMETHEUS_PORT", 9090),
+        alertmanager_port=_port(env, "ALERTMANAGER_PORT", 9093),
+        receiver_port=_port(env, "RECEIVER_PORT", 9097),
+        alert_profile=profile,
+    )
+
+
+def flower_basic_auth(run_dir: Path) -> str:
+    """FLOWER_BASIC_AUTH from the environment, else one generated once and kept in run/."""
+    if os.environ.get("FLOWER_BASIC_AUTH"):
+        return os.environ["FLOWER_BASIC_AUTH"]
+    path = run_dir / "flower-basic-auth"
+    if not path.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(f"admin:{secrets.token_urlsafe(18)}\n")
+    return path.read_text().strip()

@@ -1,0 +1,177 @@
+"""The stack's configuration files, checked by the real tools that will load them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from native.settings import load as load_settings
+from native.stack import prepare_run_dir
+from prometheus import demo_profile
+from tests.support.procs import REPO, tool
+
+COMPOSE = REPO / "docker-compose.yml"
+
+
+def run(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, **kw)
+
+
+def compose_layout(tmp_path: Path) -> Path:
+    """The files as docker-compose mounts them into the Prometheus container."""
+    root = tmp_path / "etc-prometheus"
+    root.mkdir()
+    shutil.copy(REPO / "prometheus" / "prometheus.yml", root)
+    shutil.copytree(REPO / "prometheus" / "rules" / "production", root / "rules")
+    shutil.copytree(REPO / "prometheus" / "targets" / "compose", root / "targets")
+    return root / "prometheus.yml"
+
+
+def test_promtool_accepts_the_config_as_compose_mounts_it(tmp_path: Path) -> None:
+    result = run([tool("promtool"), "check", "config", str(compose_layout(tmp_path))])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile", ["production", "demo"])
+def test_promtool_accepts_the_config_as_the_native_runner_lays_it_out(tmp_path: Path, profile: str) -> None:
+    settings = load_settings({"STACK_RUN_DIR": str(tmp_path / "run"), "ALERT_PROFILE": profile})
+    prepare_run_dir(settings)
+    config = settings.run_dir / "prometheus" / "prometheus.yml"
+    result = run([tool("promtool"), "check", "config", str(config)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    targets = yaml.safe_load((settings.run_dir / "prometheus" / "targets" / "flower.yml").read_text())
+    assert targets == [{"targets": [f"127.0.0.1:{settings.flower_port}"]}]
+
+
+def test_every_rule_file_passes_promtool_check_rules() -> None:
+    files = sorted(str(p) for p in (REPO / "prometheus" / "rules").glob("*/*.yml"))
+    assert len(files) >= 2
+    result = run([tool("promtool"), "check", "rules", *files])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("test_file", sorted((REPO / "prometheus" / "tests").glob("*.test.yml")), ids=lambda p: p.name)
+def test_promtool_rule_unit_tests(test_file: Path) -> None:
+    result = run([tool("promtool"), "test", "rules", test_file.name], cwd=test_file.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_demo_profile_is_generated_from_production() -> None:
+    assert demo_profile.main(["--check"]) == 0, "run: python -m prometheus.demo_profile"
+
+
+def test_demo_profile_differs_from_production_only_in_durations() -> None:
+    durations = demo_profile.demo_durations()
+    assert durations, "the demo profile shortens at least one duration"
+    for prod_file in sorted((REPO / "prometheus" / "rules" / "production").glob("*.yml")):
+        prod = yaml.safe_load(prod_file.read_text())
+        demo = yaml.safe_load((REPO / "prometheus" / "rules" / "demo" / prod_file.name).read_text())
+        prod_rules = [r for g in prod["groups"] for r in g["rules"]]
+        demo_rules = [r for g in demo["groups"] for r in g["rules"]]
+        assert len(prod_rules) == len(demo_rules)
+        for p, d in zip(prod_rules, demo_rules, strict=True):
+            assert {k: v for k, v in p.items() if k != "for"} == {k: v for k, v in d.items() if k != "for"}
+            if p.get("alert") in durations:
+                assert d["for"] == durations[p["alert"]] != p["for"]
+            else:
+                assert d.get("for") == p.get("for")
+
+
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    result = run([tool("amtool"), "check-config", str(REPO / "alertmanager" / "alertmanager.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_backlog_alert_routes_to_the_local_receiver() -> None:
+    result = run(
+        [
+            tool("amtool"),
+            "config",
+            "routes",
+            "test",
+            "--config.file",
+            str(REPO / "alertmanager" / "alertmanager.yml"),
+            "--verify.receivers=local",
+            "alertname=CeleryQueueBacklog",
+            "severity=warning",
+            "queue_name=default",
+        ]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+COMPOSE_SECRETS = {"FLOWER_BASIC_AUTH": "u:test-secret", "GRAFANA_ADMIN_PASSWORD": "test-secret"}
+
+
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
+    return run(["docker-compose", "-f", str(COMPOSE), "config"], env={**clean, **env}, cwd=REPO)
+
+
+def test_docker_compose_file_is_valid() -> None:
+    result = compose_config(COMPOSE_SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(services) >= {
+        "redis",
+        "worker",
+        "beat",
+        "flower",
+        "exporter",
+        "prometheus",
+        "alertmanager",
+        "receiver",
+        "grafana",
+    }
+
+
+def test_docker_compose_refuses_to_start_without_secrets() -> None:
+    result = compose_config({})
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in result.stderr or "GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_docker_compose_publishes_ports_on_loopback_only() -> None:
+    services = yaml.safe_load(compose_config(COMPOSE_SECRETS).stdout)["services"]
+    published = [(name, p) for name, svc in services.items() for p in svc.get("ports", [])]
+    assert published
+    for name, port in published:
+        host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+        assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+
+
+def test_docker_compose_pins_the_versions_the_tests_run() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, svc in compose.items():
+        image = svc.get("image", "")
+        if not image.startswith("celery-monitoring/"):  # ours are built from this repository
+            assert re.search(r":v?\d+\.\d+\.\d+", image), f"{name}: image {image} is not pinned"
+    pins = {"prom/prometheus": tool("prometheus"), "prom/alertmanager": tool("prometheus-alertmanager")}
+    for image_name, binary in pins.items():
+        image = next(s["image"] for s in compose.values() if s.get("image", "").startswith(image_name + ":"))
+        pinned = re.search(r":v(\d+\.\d+)\.", image).group(1)
+        version = run([binary, "--version"]).stdout + run([binary, "--version"]).stderr
+        assert f"version {pinned}." in version, f"tests run {version.splitlines()[0]}, compose pins {image}"
+
+
+def test_compose_and_native_runner_mount_the_same_config_files() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    mounts = " ".join(v for s in compose.values() for v in s.get("volumes", []))
+    for path in ("./prometheus/prometheus.yml", "./alertmanager/alertmanager.yml", "./grafana/provisioning"):
+        assert path in mounts
+    native = (REPO / "native" / "supervisord.conf").read_text() + (REPO / "native" / "stack.py").read_text()
+    assert '"prometheus" / "prometheus.yml"' in native and '"alertmanager" / "alertmanager.yml"' in native
+    assert "flower/flowerconfig.py" in native and "flower/flowerconfig.py" in COMPOSE.read_text()
+
+
+@pytest.mark.parametrize(
+    "folder", ["workers", "exporter", "flower", "prometheus", "alertmanager", "receiver", "grafana", "native"]
+)
+def test_every_service_folder_explains_itself(folder: str) -> None:
+    assert (REPO / folder / "README.md").is_file()
