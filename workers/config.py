@@ -1,0 +1,80 @@
+"""Celery settings of the demo app, read from the environment once per app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from workers import routing
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the app cannot use."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str = DEFAULT_BROKER_URL
+    result_backend: str = DEFAULT_BROKER_URL
+    visibility_timeout: float = 3600
+    periodic_seconds: float = 30
+    retry_countdown: float = 5
+    beat_schedule_file: str = "celerybeat-schedule"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        broker = env.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
+        return cls(
+            broker_url=broker,
+            result_backend=env.get("CELERY_RESULT_BACKEND") or broker,
+            visibility_timeout=_number(env, "CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
+            periodic_seconds=_number(env, "CELERY_PERIODIC_SECONDS", 30, minimum=0.1),
+            retry_countdown=_number(env, "CELERY_RETRY_COUNTDOWN", 5, minimum=0),
+            beat_schedule_file=env.get("CELERY_BEAT_SCHEDULE_FILE") or "celerybeat-schedule",
+        )
+
+
+def celery_config(s: Settings) -> dict[str, Any]:
+    """The app's Celery configuration (lowercase setting names)."""
+    return {
+        "broker_url": s.broker_url,
+        "result_backend": s.result_backend,
+        "broker_connection_retry_on_startup": True,
+        # kombu's Redis transport needs no option for priorities: every message goes to the
+        # list of its priority step (default steps 0/3/6/9, kept), and workers BRPOP the
+        # step-0 lists of all their queues first. `queue_order_strategy` only orders queues
+        # within one step, so it stays kombu's round robin (no queue starves another).
+        "broker_transport_options": {"visibility_timeout": s.visibility_timeout},
+        "task_queues": routing.TASK_QUEUES,
+        "task_default_queue": routing.DEFAULT_QUEUE,
+        "task_default_exchange": routing.DEFAULT_QUEUE,
+        "task_default_routing_key": routing.DEFAULT_QUEUE,
+        "task_routes": (routing.route_task,),
+        # Events for Flower: task-sent from producers, the rest from workers (-E does the same).
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "beat_schedule": {
+            "periodic-task": {"task": routing.PERIODIC_TASK, "schedule": s.periodic_seconds},
+        },
+        "beat_schedule_filename": s.beat_schedule_file,
+        # Read by failing_task; a custom key is kept in app.conf like any setting.
+        "workers_retry_countdown": s.retry_countdown,
+    }
