@@ -1,0 +1,96 @@
+"""Every panel of every dashboard shows data from the real stack under a mixed load.
+
+Real redis-server, Celery worker, Flower, exporter, Prometheus, Alertmanager and receiver
+(tests/support/stack.py); the load has successes, retries, failures, a backlog on a queue no
+worker consumes, priorities and ETA tasks. Then each dashboard query runs against that
+Prometheus with Grafana's variables substituted, as Grafana would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from grafana.common import EmptyWhen
+from grafana.queries import check_live, iter_queries, run_query
+from tests.support.procs import REPO, wait_until
+from tests.support.stack import LocalStack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def loaded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, float]]:
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), extra_env={"CELERY_RETRY_COUNTDOWN": "1"})
+    stack.start()
+    try:
+        started = time.time()
+        load = [
+            ["--task", "add", "--count", "30"],
+            ["--task", "failing", "--count", "3"],
+            ["--task", "sqrt", "--count", "5"],
+            ["--task", "add", "--count", "5", "--countdown", "600"],  # ETA: held unacked by the worker
+            ["--queue", "nobody_home", "--count", "1200"],  # backlog: no consumer
+            ["--queue", "nobody_home", "--count", "20", "--priority", "5"],
+            ["--queue", "nobody_home", "--count", "20", "--priority", "9"],
+        ]
+        for args in load:
+            result = subprocess.run(
+                [sys.executable, "-m", "workers.load", *args],
+                cwd=REPO,
+                env={**os.environ, **stack.env},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert result.returncode == 0, result.stderr
+        failed = 'sum(flower_events_total{type="task-failed"})'
+        wait_until(
+            lambda: stack.query(failed) and float(stack.query(failed)[0]["value"][1]) >= 3,
+            60,
+            "the failing tasks to exhaust their retries",
+        )
+        wait_until(
+            lambda: stack.query('ALERTS{alertname="CeleryQueueBacklog",alertstate="firing"}'),
+            60,
+            "the backlog alert to fire",
+        )
+        time.sleep(5)  # a few more scrapes, so rate() windows hold several samples
+        yield stack, started
+    except BaseException:
+        print(stack.diagnostics())
+        raise
+    finally:
+        stack.stop()
+
+
+def test_every_panel_query_returns_data(loaded_stack: tuple[LocalStack, float]) -> None:
+    stack, started = loaded_stack
+    problems = check_live(
+        stack.url("prometheus"),
+        start=started,
+        end=time.time(),
+        expect_also={EmptyWhen.NO_FAILURE, EmptyWhen.NO_RETRY, EmptyWhen.NO_ALERT},
+    )
+    assert not problems, "\n".join(problems)
+
+
+EXPECTED_VALUES = {
+    "queue_name": {"default", "nobody_home", "periodic_tasks"},
+    "worker": {"e2e-worker@"},  # + hostname
+    "task": {"workers.tasks.add", "workers.tasks.failing_task"},
+}
+
+
+def test_template_variables_list_what_the_stack_runs(loaded_stack: tuple[LocalStack, float]) -> None:
+    stack, _ = loaded_stack
+    variables = [q for q in iter_queries() if q.kind == "variable" and q.label in EXPECTED_VALUES]
+    assert {q.label for q in variables} == set(EXPECTED_VALUES)
+    for q in variables:
+        values = {r["metric"][q.label] for r in run_query(stack.url("prometheus"), q.expr)}
+        for want in EXPECTED_VALUES[q.label]:
+            assert any(v.startswith(want) for v in values), f"{q.where()}: {want} not in {sorted(values)}"
