@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from alertmanager import channels
 from native import health
 from native.settings import CONF, HOST, REPO, TOOLS_BIN, VENV_BIN, Settings, flower_basic_auth, load
 from native.supervisor_client import Supervisor
@@ -47,9 +48,10 @@ def _link(target: Path, link: Path) -> None:
     link.symlink_to(target)
 
 
-def prepare_run_dir(s: Settings) -> None:
+def prepare_run_dir(s: Settings) -> list[str]:
     """Lay out run/ so Prometheus and Alertmanager read the repo's own config files, with the
-    addresses of this deployment beside them (what prometheus/targets/compose is for compose)."""
+    addresses of this deployment beside them (what prometheus/targets/compose is for compose).
+    Returns the notification channels configured from the environment."""
     for sub in ("logs", "redis", "beat", "receiver", "prometheus/targets", "alertmanager/endpoints"):
         (s.run_dir / sub).mkdir(parents=True, exist_ok=True)
     prom = s.run_dir / "prometheus"
@@ -64,10 +66,15 @@ def prepare_run_dir(s: Settings) -> None:
     for job, port in targets.items():
         (prom / "targets" / f"{job}.yml").write_text(f"- targets: ['{HOST}:{port}']\n")
     am = s.run_dir / "alertmanager"
-    _link(REPO / "alertmanager" / "alertmanager.yml", am / "alertmanager.yml")
+    # alertmanager/alertmanager.yml plus the Slack/email/webhook channels set in ALERT_*
+    # variables (secrets in files beside it); with none set, the repository's file as it is.
+    if (am / "alertmanager.yml").is_symlink():
+        (am / "alertmanager.yml").unlink()
+    configured = channels.write(am, channels.BASE_CONFIG, os.environ)
     (am / "endpoints" / "local-receiver-url").write_text(f"{s.url('receiver')}/\n")
     data = {k: str(v) if isinstance(v, Path) else v for k, v in s.__dict__.items()}
     state_file(s.run_dir).write_text(json.dumps(data, indent=2) + "\n")
+    return configured
 
 
 def redis_answers(url: str) -> bool:
@@ -95,6 +102,7 @@ def supervisord_env(s: Settings, start_redis: bool) -> dict[str, str]:
         "STACK_START_REDIS": "true" if start_redis else "false",
         "REDIS_PORT": str(s.redis_port),
         "CELERY_BROKER_URL": s.broker_url,
+        "CELERY_EXPORTER_BROKER_URL": s.broker_url,  # not on the exporter's command line: see supervisord.conf
         "FLOWER_PORT": str(s.flower_port),
         "EXPORTER_PORT": str(s.exporter_port),
         "PROMETHEUS_PORT": str(s.prometheus_port),
@@ -182,10 +190,15 @@ def up() -> int:
     if taken:
         print(f"ports already in use: {', '.join(taken)}; set other ports in the environment", file=sys.stderr)
         return 1
-    prepare_run_dir(s)
+    try:
+        configured = prepare_run_dir(s)
+    except channels.ChannelError as exc:
+        print(f"alert channels: {exc}", file=sys.stderr)
+        return 2
     print(
         f"Starting the stack ({'starting a Redis' if start_redis else 'reusing the Redis'} at "
-        f"{s.broker_url_display}, alert profile {s.alert_profile}) ..."
+        f"{s.broker_url_display}, alert profile {s.alert_profile}, alert channels: "
+        f"{'; '.join(configured) or 'local receiver only'}) ..."
     )
     subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(CONF)], env=supervisord_env(s, start_redis), check=True)
     deadline = time.monotonic() + UP_TIMEOUT_S

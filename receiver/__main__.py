@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM from supervisor or docker: stop cleanly like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
-        serve(args.address, args.port, PayloadStore(args.file))
+        store = PayloadStore(args.file)
+    except OSError as exc:
+        print(f"receiver: cannot use --file {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        serve(args.address, args.port, store)
     except OSError as exc:
         print(f"receiver: cannot listen on {args.address}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,6 +13,8 @@ from receiver.lines import payload_lines
 from receiver.store import PayloadStore
 
 MAX_BODY_BYTES = 1 << 20  # Alertmanager's payloads are small; anything bigger is not for us.
+READ_TIMEOUT_S = 10  # a client that stops sending mid-body frees its thread after this
+STATUSES = ("firing", "resolved")
 
 
 class ReceiverServer(ThreadingHTTPServer):
@@ -22,9 +25,26 @@ class ReceiverServer(ThreadingHTTPServer):
         self.store = store
 
 
+def payload_problem(payload: Any) -> str | None:
+    """Why `payload` is not an Alertmanager webhook payload, or None when it is one."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+        return "not an Alertmanager webhook payload (no alerts list)"
+    for i, alert in enumerate(payload["alerts"]):
+        if not isinstance(alert, dict):
+            return f"alerts[{i}] is not an object"
+        if alert.get("status") not in STATUSES:
+            return f"alerts[{i}].status must be firing or resolved"
+        for key in ("labels", "annotations"):
+            value = alert.get(key, {})
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                return f"alerts[{i}].{key} must map names to strings"
+    return None
+
+
 class Handler(BaseHTTPRequestHandler):
     server: ReceiverServer
     server_version = "celery-alert-receiver"
+    timeout = READ_TIMEOUT_S
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per alert is the output; access logs would drown it
@@ -46,27 +66,45 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": "not found; POST Alertmanager webhooks to /"})
 
     def do_POST(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._reply(411, {"error": "Content-Length required"})
-            return
-        if length > MAX_BODY_BYTES:
-            self._reply(413, {"error": f"payload over {MAX_BODY_BYTES} bytes"})
+        raw_length = self.headers.get("Content-Length", "")
+        if not raw_length.isdigit():
             self.close_connection = True
+            self._reply(411 if not raw_length else 400, {"error": "a Content-Length (bytes) is required"})
+            return
+        length = int(raw_length)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._reply(413, {"error": f"payload over {MAX_BODY_BYTES} bytes"})
             return
         try:
-            payload = json.loads(self.rfile.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            self._reply(408, {"error": f"body not received within {READ_TIMEOUT_S}s"})
+            return
+        if len(body) < length:
+            self.close_connection = True
+            return  # the client went away mid-body: nobody to answer
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             self._reply(400, {"error": "body is not JSON"})
             return
-        if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
-            self._reply(400, {"error": "not an Alertmanager webhook payload (no alerts list)"})
+        problem = payload_problem(payload)
+        if problem:
+            self._reply(400, {"error": problem})
             return
-        received_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.server.store.append({"received_at": received_at, "payload": payload})
-        for line in payload_lines(payload, received_at):
-            print(line, flush=True)
+        now = time.time()
+        received_at = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self.server.store.locked():
+            try:
+                self.server.store.append({"received_at": received_at, "received_unix": now, "payload": payload})
+            except OSError as exc:  # disk full, file removed read-only...: Alertmanager retries later
+                print(f"receiver: cannot write {self.server.store.path}: {exc}", file=sys.stderr, flush=True)
+                self._reply(500, {"error": "cannot store the payload"})
+                return
+            for line in payload_lines(payload, received_at):
+                print(line, flush=True)
         self._reply(200, {"status": "ok"})
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from native.settings import load as load_settings
 from native.stack import prepare_run_dir
-from prometheus import demo_profile
+from prometheus import generate
 from tests.support.procs import REPO, tool
 
 COMPOSE = REPO / "docker-compose.yml"
@@ -62,12 +62,13 @@ def test_promtool_rule_unit_tests(test_file: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_demo_profile_is_generated_from_production() -> None:
-    assert demo_profile.main(["--check"]) == 0, "run: python -m prometheus.demo_profile"
+def test_rule_files_are_generated_from_alerting_yml() -> None:
+    stale = generate.stale_files(generate.load())
+    assert not stale, f"stale: {[str(p) for p in stale]}; run: python -m prometheus.generate"
 
 
 def test_demo_profile_differs_from_production_only_in_durations() -> None:
-    durations = demo_profile.demo_durations()
+    durations = generate.load().profiles["demo"]
     assert durations, "the demo profile shortens at least one duration"
     for prod_file in sorted((REPO / "prometheus" / "rules" / "production").glob("*.yml")):
         prod = yaml.safe_load(prod_file.read_text())
@@ -88,7 +89,7 @@ def test_amtool_accepts_the_alertmanager_config() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_backlog_alert_routes_to_the_local_receiver() -> None:
+def test_backlog_alert_routes_to_the_warning_receiver() -> None:
     result = run(
         [
             tool("amtool"),
@@ -97,7 +98,7 @@ def test_backlog_alert_routes_to_the_local_receiver() -> None:
             "test",
             "--config.file",
             str(REPO / "alertmanager" / "alertmanager.yml"),
-            "--verify.receivers=local",
+            "--verify.receivers=warning",
             "alertname=CeleryQueueBacklog",
             "severity=warning",
             "queue_name=default",
@@ -106,7 +107,12 @@ def test_backlog_alert_routes_to_the_local_receiver() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-COMPOSE_SECRETS = {"FLOWER_BASIC_AUTH": "u:test-secret", "GRAFANA_ADMIN_PASSWORD": "test-secret"}
+COMPOSE_SECRETS = {
+    "FLOWER_BASIC_AUTH": "u:test-secret",
+    "GRAFANA_ADMIN_PASSWORD": "test-secret",
+    "REDIS_PASSWORD": "test-secret-redis-0123456789",
+    "REDIS_EXPORTER_PASSWORD": "test-secret-exporter-0123456789",
+}
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -134,7 +140,7 @@ def test_docker_compose_file_is_valid() -> None:
 def test_docker_compose_refuses_to_start_without_secrets() -> None:
     result = compose_config({})
     assert result.returncode != 0
-    assert "FLOWER_BASIC_AUTH" in result.stderr or "GRAFANA_ADMIN_PASSWORD" in result.stderr
+    assert any(name in result.stderr for name in COMPOSE_SECRETS), result.stderr
 
 
 def test_docker_compose_publishes_ports_on_loopback_only() -> None:
@@ -160,14 +166,27 @@ def test_docker_compose_pins_the_versions_the_tests_run() -> None:
         assert f"version {pinned}." in version, f"tests run {version.splitlines()[0]}, compose pins {image}"
 
 
-def test_compose_and_native_runner_mount_the_same_config_files() -> None:
+def test_native_runner_reads_the_repository_config_files(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_")}
+    settings = load_settings({**env, "STACK_RUN_DIR": str(tmp_path / "run"), "ALERT_PROFILE": "demo"})
+    prepare_run_dir(settings)
+    prom = settings.run_dir / "prometheus"
+    assert (prom / "prometheus.yml").resolve() == REPO / "prometheus" / "prometheus.yml"
+    assert (prom / "rules").resolve() == REPO / "prometheus" / "rules" / "demo"
+    # Alertmanager's file is the repository's own when no ALERT_* channel is set.
+    written = yaml.safe_load((settings.run_dir / "alertmanager" / "alertmanager.yml").read_text())
+    assert written == yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
+    supervisord = (REPO / "native" / "supervisord.conf").read_text()
+    assert "--conf=flower/flowerconfig.py" in supervisord
+
+
+def test_compose_mounts_the_repository_config_files() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())["services"]
-    mounts = " ".join(v for s in compose.values() for v in s.get("volumes", []))
-    for path in ("./prometheus/prometheus.yml", "./alertmanager/alertmanager.yml", "./grafana/provisioning"):
-        assert path in mounts
-    native = (REPO / "native" / "supervisord.conf").read_text() + (REPO / "native" / "stack.py").read_text()
-    assert '"prometheus" / "prometheus.yml"' in native and '"alertmanager" / "alertmanager.yml"' in native
-    assert "flower/flowerconfig.py" in native and "flower/flowerconfig.py" in COMPOSE.read_text()
+    mounts = {v.split(":")[0] for svc in compose.values() for v in svc.get("volumes", [])}
+    for path in ("./prometheus/prometheus.yml", "./grafana/provisioning", "./grafana/dashboards"):
+        assert path in mounts, f"compose does not mount {path}"
+    assert any(m.startswith("./alertmanager") for m in mounts)
+    assert "--conf=flower/flowerconfig.py" in compose["flower"]["command"]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ ports, reading the repository's own config files, with only the timings made sho
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from prometheus import demo_profile
+from prometheus import generate
 from tests.support.procs import REPO, Proc, RedisServer, free_port, tool, wait_until
 
 VENV_BIN = Path(sys.executable).parent
@@ -31,27 +33,51 @@ class LocalStack:
         beat: bool = False,
         worker_queues: str = WORKER_QUEUES,
         extra_env: dict[str, str] | None = None,
+        alerting: generate.AlertingConfig | None = None,
+        *,
+        redis: RedisServer | None = None,
+        broker_url: str | None = None,
+        exporter_broker_url: str | None = None,
+        args: dict[str, list[str]] | None = None,
     ) -> None:
+        """`redis`: a server to start instead of a plain RedisServer (e.g. one with passwords);
+        `broker_url`: the URL workers, beat and Flower use (default: the server's), the result
+        backend being its db 1; `exporter_broker_url`: the exporter's (default: `broker_url`);
+        `args`: extra command-line arguments per component name; `alerting`: the alert rules'
+        source (default prometheus/alerting.yml), rendered with every `for:` set to `alert_for`.
+        Alertmanager's group_wait / group_interval are `self.timings`, changeable before start()."""
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.alert_for = alert_for
         self.interval = interval
         self.beat = beat
         self.worker_queues = worker_queues
+        self.timings = {"group_wait": "1s", "group_interval": "2s"}  # Alertmanager's, for every route
         self.ports = {name: free_port() for name in ("flower", "exporter", "prometheus", "alertmanager", "receiver")}
-        self.redis = RedisServer(self.logs)
+        self.redis = redis or RedisServer(self.logs)
+        self._broker_url = broker_url
+        self._exporter_broker_url = exporter_broker_url
+        self.args = args or {}
+        self.deferred: set[str] = set()
+        self._specs: dict[str, tuple[list[str], Path | None]] = {}
         self.procs: dict[str, Proc] = {}
         self.extra_env = extra_env or {}
+        # prometheus/alerting.yml unless a test brings its own; every `for:` becomes alert_for
+        self.alerting = alerting or generate.load()
 
     # -- addresses --------------------------------------------------------------------------
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     @property
+    def broker_url(self) -> str:
+        return self._broker_url or self.redis.url
+
+    @property
     def env(self) -> dict[str, str]:
         return {
-            "CELERY_BROKER_URL": self.redis.url,
-            "CELERY_RESULT_BACKEND": self.redis.url.replace("/0", "/1"),
+            "CELERY_BROKER_URL": self.broker_url,
+            "CELERY_RESULT_BACKEND": self.broker_url.rsplit("/", 1)[0] + "/1",
             "FLOWER_BASIC_AUTH": FLOWER_AUTH,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
@@ -67,10 +93,7 @@ class LocalStack:
             scrape_interval=self.interval, evaluation_interval=self.interval, scrape_timeout=self.interval
         )
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        for rules in sorted((REPO / "prometheus" / "rules" / "production").glob("*.yml")):
-            doc = yaml.safe_load(rules.read_text())
-            durations = {r["alert"]: self.alert_for for g in doc["groups"] for r in g["rules"] if r.get("for")}
-            (root / "rules" / rules.name).write_text(demo_profile.render(rules.read_text(), durations))
+        generate.write_profile(self.alerting, generate.uniform(self.alert_for), root / "rules")
         jobs = {
             "prometheus": "prometheus",
             "alertmanager": "alertmanager",
@@ -85,18 +108,30 @@ class LocalStack:
         root = self.tmp / "alertmanager"
         (root / "endpoints").mkdir(parents=True)
         config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
-        config["route"].update(group_wait="1s", group_interval="2s")
+        routes = [config["route"]]
+        while routes:  # the root sets the timings; a child route that sets its own gets them too
+            route = routes.pop()
+            if route is config["route"] or "group_wait" in route:
+                route["group_wait"] = self.timings["group_wait"]
+            if route is config["route"] or "group_interval" in route:
+                route["group_interval"] = self.timings["group_interval"]
+            routes.extend(route.get("routes", []))
         (root / "alertmanager.yml").write_text(yaml.safe_dump(config))
         (root / "endpoints" / "local-receiver-url").write_text(self.url("receiver") + "/\n")
         return root
 
     # -- lifecycle --------------------------------------------------------------------------
-    def _start(self, name: str, argv: list[str], cwd: Path | None = None) -> Proc:
-        proc = Proc(name, argv, self.logs, env=self.env, cwd=cwd)
-        self.procs[name] = proc
-        return proc
+    def _start(self, name: str, argv: list[str], cwd: Path | None = None) -> Proc | None:
+        self._specs[name] = ([*argv, *self.args.get(name, [])], cwd)
+        if name in self.deferred:
+            return None
+        return self.start_component(name, wait=False)
 
-    def start(self) -> LocalStack:
+    def start(self, defer: Collection[str] = ()) -> LocalStack:
+        """Start everything and wait until it is ready. Components named in `defer` (redis, worker,
+        beat, flower, exporter, receiver, alertmanager, prometheus) are prepared but not started,
+        and not waited for: start them later with start_component()."""
+        self.deferred = set(defer)
         try:
             self._start_all()
         except BaseException:
@@ -104,8 +139,58 @@ class LocalStack:
             raise
         return self
 
+    def start_component(self, name: str, wait: bool = True) -> Proc | None:
+        """Start (again) one component, with the command line it was prepared with."""
+        self.deferred.discard(name)
+        if name == "redis":
+            self.redis.start()
+            return None
+        argv, cwd = self._specs[name]
+        env = self.env
+        if name == "exporter":  # in the environment, not on the command line: it may hold a password
+            env["CELERY_EXPORTER_BROKER_URL"] = self._exporter_broker_url or self.broker_url
+        old = self.procs.get(name)
+        if old is not None:
+            old.stop()
+        proc = self.procs[name] = Proc(name, argv, self.logs, env=env, cwd=cwd)
+        if wait:
+            self.wait_ready(name)
+        return proc
+
+    def stop_component(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one component: SIGTERM and wait (a clean stop), or any other signal to its main
+        process only (e.g. SIGKILL: a crash), then whatever is left of its process group."""
+        if name == "redis":
+            if sig != signal.SIGTERM and self.redis.proc is not None:
+                self.redis.proc.kill(sig)
+            self.redis.stop()
+            return
+        proc = self.procs[name]
+        if sig != signal.SIGTERM:
+            proc.kill(sig)
+            proc.popen.wait(timeout=10)
+        proc.stop()
+
+    def restart(self, name: str, sig: int = signal.SIGTERM) -> Proc | None:
+        self.stop_component(name, sig)
+        return self.start_component(name)
+
+    def wait_ready(self, name: str, timeout: float = 30) -> None:
+        checks = {
+            "redis": lambda: self.redis.client().ping(),
+            "worker": lambda: " ready." in self.procs["worker"].log(),
+            "beat": lambda: self.procs["beat"].alive(),
+            "flower": lambda: requests.get(self.url("flower") + "/healthcheck", timeout=1).text == "OK",
+            "exporter": lambda: self.exporter_value("celery_broker_up") is not None,
+            "receiver": lambda: requests.get(self.url("receiver") + "/-/healthy", timeout=1).ok,
+            "alertmanager": lambda: requests.get(self.url("alertmanager") + "/-/ready", timeout=1).ok,
+            "prometheus": lambda: requests.get(self.url("prometheus") + "/-/ready", timeout=1).ok,
+        }
+        wait_until(checks[name], timeout, name)
+
     def _start_all(self) -> None:
-        self.redis.start()
+        if "redis" not in self.deferred:
+            self.redis.start()
         celery = str(VENV_BIN / "celery")
         self._start(
             "worker",
@@ -152,8 +237,6 @@ class LocalStack:
             "exporter",
             [
                 str(VENV_BIN / "celery-queue-exporter"),
-                "--broker-url",
-                self.redis.url,
                 "--address",
                 "127.0.0.1",
                 "--port",
@@ -193,6 +276,11 @@ class LocalStack:
                 f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
             ],
         )
+        if self.deferred:  # the caller starts the rest and waits for what it needs
+            for name in ("flower", "exporter", "receiver", "alertmanager", "prometheus"):
+                if name not in self.deferred:
+                    self.wait_ready(name)
+            return
         wait_until(lambda: requests.get(self.url("flower") + "/healthcheck", timeout=1).text == "OK", 30, "flower")
         wait_until(lambda: self.exporter_value("celery_broker_up") == 1, 30, "exporter")
         wait_until(lambda: requests.get(self.url("receiver") + "/-/healthy", timeout=1).ok, 10, "receiver")
@@ -239,6 +327,18 @@ class LocalStack:
 
     def prometheus_alerts(self) -> list[dict[str, Any]]:
         return requests.get(self.url("prometheus") + "/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+
+    def receiver_records(self) -> list[dict[str, Any]]:
+        """The receiver's JSON lines as written: received_at, received_unix, payload."""
+        if not self.receiver_file.exists():
+            return []
+        records = []
+        for line in self.receiver_file.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+        return records
 
     def delivered(self) -> list[dict[str, Any]]:
         """Every alert the receiver got, flattened, each with the time it arrived."""

@@ -1,0 +1,184 @@
+"""The routing, channels and inhibition of alertmanager/ in a real Alertmanager process, fed alerts
+through its API: who receives what (local receiver, a paging webhook, Slack, email), resolutions
+included, and which alerts the inhibit rules suppress."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from alertmanager import channels
+from tests.alerting.fakes import FakeSlack, FakeSMTP
+from tests.support.procs import Proc, free_port, tool, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+class Receiver:
+    """python -m receiver as a real process, one JSON-lines file."""
+
+    def __init__(self, name: str, tmp: Path) -> None:
+        self.port = free_port()
+        self.file = tmp / f"{name}.jsonl"
+        argv = [sys.executable, "-m", "receiver", "--port", str(self.port), "--file", str(self.file)]
+        self.proc = Proc(f"receiver-{name}", argv, tmp / "logs")
+        wait_until(lambda: requests.get(self.url + "-/healthy", timeout=1).ok, 10, f"receiver {name}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def alerts(self, status: str | None = None) -> list[dict[str, Any]]:
+        records = requests.get(self.url + "alerts", timeout=5).json()["payloads"]
+        found = [{**a, "receiver": r["payload"]["receiver"]} for r in records for a in r["payload"]["alerts"]]
+        return [a for a in found if status is None or a["status"] == status]
+
+    def names(self, status: str | None = None) -> set[tuple[str, str]]:
+        return {(a["labels"]["alertname"], a["status"]) for a in self.alerts(status)}
+
+
+class Alertmanager:
+    """The repository's Alertmanager config, rendered with `env` channels, with short timings."""
+
+    def __init__(self, tmp: Path, local: Receiver, env: dict[str, str]) -> None:
+        self.dir = tmp / "alertmanager"
+        assert channels.main(["--out", str(self.dir)], env) == 0
+        config_path = self.dir / "alertmanager.yml"
+        config = yaml.safe_load(config_path.read_text())
+        config["route"].update(group_wait="1s", group_interval="1s")
+        config_path.write_text(yaml.safe_dump(config))
+        (self.dir / "endpoints").mkdir()
+        (self.dir / "endpoints" / "local-receiver-url").write_text(local.url + "\n")
+        self.port = free_port()
+        argv = [
+            tool("prometheus-alertmanager"),
+            "--config.file=alertmanager.yml",
+            f"--storage.path={self.dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+        ]
+        self.proc = Proc("alertmanager", argv, tmp / "logs", cwd=self.dir)
+        wait_until(lambda: requests.get(self.url + "/-/ready", timeout=1).ok, 20, "alertmanager")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def post(self, *alerts: dict[str, str], resolved: bool = False) -> None:
+        now = datetime.now(UTC).isoformat()
+        body = [
+            {
+                "labels": labels,
+                "annotations": {"description": f"{labels['alertname']} test alert", "runbook_url": "docs/runbooks.md"},
+                **({"endsAt": now} if resolved else {}),
+            }
+            for labels in alerts
+        ]
+        requests.post(self.url + "/api/v2/alerts", json=body, timeout=5).raise_for_status()
+
+    def states(self) -> dict[tuple[str, ...], dict[str, Any]]:
+        alerts = requests.get(self.url + "/api/v2/alerts", timeout=5).json()
+        return {tuple(sorted(a["labels"].items())): a["status"] for a in alerts}
+
+
+EXPORTER = {"job": "celery-queue-exporter", "instance": "e:9818"}
+
+
+def alert(name: str, severity: str, **labels: str) -> dict[str, str]:
+    return {"alertname": name, "severity": severity, **labels}
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    slack, smtp = FakeSlack(), FakeSMTP()
+    local, pager = Receiver("local", tmp_path), Receiver("pager", tmp_path)
+    env = {
+        "ALERT_WEBHOOK_URL": pager.url,
+        "ALERT_SLACK_API_URL": slack.url,
+        "ALERT_SLACK_CHANNEL": "#celery-alerts",
+        "ALERT_EMAIL_TO": "oncall@example.com",
+        "ALERT_EMAIL_FROM": "alertmanager@example.com",
+        "ALERT_SMTP_SMARTHOST": smtp.address,
+        "ALERT_SMTP_REQUIRE_TLS": "false",
+    }
+    am = Alertmanager(tmp_path, local, env)
+    try:
+        yield {"am": am, "local": local, "pager": pager, "slack": slack, "smtp": smtp}
+    except BaseException:
+        print(am.proc.log()[-3000:])
+        raise
+    finally:
+        for proc in (am.proc, local.proc, pager.proc):
+            proc.stop()
+        slack.close()
+        smtp.close()
+
+
+def test_critical_pages_warning_does_not_and_every_channel_gets_resolutions(parts: dict[str, Any]) -> None:
+    am, local, pager, slack, smtp = (parts[k] for k in ("am", "local", "pager", "slack", "smtp"))
+    critical = alert("CeleryQueueNoConsumers", "critical", queue_name="q1", **EXPORTER)
+    warning = alert("CeleryQueueLatencyHigh", "warning", queue_name="q2", **EXPORTER)
+    am.post(critical, warning)
+
+    wait_until(lambda: len(local.alerts("firing")) == 2, 20, "both alerts at the local receiver")
+    assert {(a["labels"]["alertname"], a["receiver"]) for a in local.alerts()} == {
+        ("CeleryQueueNoConsumers", "critical"),
+        ("CeleryQueueLatencyHigh", "warning"),
+    }
+    wait_until(lambda: pager.names() == {("CeleryQueueNoConsumers", "firing")}, 20, "the page")
+    wait_until(lambda: len(slack.received) == 2, 20, "two Slack messages")
+    assert all(r["json"]["channel"] == "#celery-alerts" for r in slack.received)
+    assert any("[FIRING:1] CeleryQueueNoConsumers queue_name=q1" in t for t in slack.texts())
+    wait_until(lambda: len(smtp.messages) == 2, 20, "two emails")
+    assert any("Subject: [FIRING:1] CeleryQueueLatencyHigh queue_name=q2" in m for m in smtp.messages)
+
+    am.post(critical, resolved=True)
+    wait_until(lambda: ("CeleryQueueNoConsumers", "resolved") in pager.names(), 20, "the page resolved")
+    wait_until(lambda: ("CeleryQueueNoConsumers", "resolved") in local.names(), 20, "resolved at the local receiver")
+    wait_until(lambda: any("[RESOLVED] CeleryQueueNoConsumers" in t for t in slack.texts()), 20, "Slack resolved")
+    wait_until(lambda: any("Subject: [RESOLVED] CeleryQueueNoConsumers" in m for m in smtp.messages), 20, "mail")
+    assert ("CeleryQueueLatencyHigh", "firing") not in pager.names(), "a warning never pages"
+
+
+def test_outages_and_critical_twins_inhibit_what_they_explain(parts: dict[str, Any]) -> None:
+    am, local = parts["am"], parts["local"]
+    other = {"job": "celery-queue-exporter", "instance": "other:9818"}
+    flower = {"job": "flower", "instance": "f:5555"}
+    inhibited = [
+        alert("CeleryQueueBacklog", "warning", queue_name="q", **EXPORTER),  # exporter down
+        alert("CeleryWorkerDown", "warning", worker="w1@host", **EXPORTER),  # exporter down
+        alert("CeleryQueueBacklog", "warning", queue_name="twin", **other),  # its critical twin fires
+        alert("CeleryBeatMissing", "warning", task="workers.tasks.periodic_task"),  # Flower down
+        alert("CeleryTaskFailureRateHigh", "warning", task="app.flaky"),  # Flower down
+    ]
+    active = [
+        alert("CeleryExporterDown", "critical", **EXPORTER),
+        alert("CeleryFlowerDown", "warning", **flower),
+        alert("CeleryQueueBacklogCritical", "critical", queue_name="twin", **other),
+        alert("CeleryQueueBacklog", "warning", queue_name="q", **other),  # another exporter: not blind
+        alert("CeleryQueueBacklog", "warning", queue_name="solo", **other),  # no critical twin
+    ]
+    am.post(*active, *inhibited)
+
+    def settled() -> bool:
+        states = am.states()
+        return len(states) == len(active) + len(inhibited) and len(local.alerts()) >= len(active)
+
+    wait_until(settled, 20, "Alertmanager to process every alert and notify the active ones")
+    time.sleep(2.5)  # more group intervals: nothing inhibited may come late
+    states = am.states()
+    for labels in inhibited:
+        status = states[tuple(sorted(labels.items()))]
+        assert status["state"] == "suppressed" and status["inhibitedBy"], (labels, status)
+    for labels in active:
+        assert states[tuple(sorted(labels.items()))]["state"] == "active", labels
+    delivered = {tuple(sorted(a["labels"].items())) for a in local.alerts()}
+    assert delivered == {tuple(sorted(labels.items())) for labels in active}
