@@ -1,14 +1,16 @@
 """Building blocks shared by the dashboards: datasource, variables, units, thresholds, panels.
 
 Every dashboard module imports from here so that a unit, a colour or a threshold means the
-same thing on every dashboard, and the alert threshold is written down once.
+same thing on every dashboard. Alert thresholds and recording rule names are not written here:
+they come from prometheus/alerting.yml through prometheus.generate, as the alert rules do.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, prometheus, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders import common as sdk_common
@@ -25,6 +27,10 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
+from prometheus.generate import AlertingConfig, promql
+from prometheus.generate import load as load_alerting
+from prometheus.generate.rules import recording_group
+
 # Fixed uids: alert annotations (dashboard_url) and hand-made links point at these, so a
 # renamed title never breaks a link. provisioning/datasources/datasources.yml uses the same.
 PROMETHEUS_UID = "prometheus"
@@ -37,18 +43,105 @@ TAG = "celery"
 # Panels query the datasource picked in the `datasource` variable (default: the provisioned one).
 DATASOURCE = cm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
-# --- thresholds -----------------------------------------------------------------------------
-# CeleryQueueBacklog fires on celery_queue_length > 1000 for 5m: graphs draw this line.
-BACKLOG_ALERT_THRESHOLD = 1000
-BACKLOG_WARN = BACKLOG_ALERT_THRESHOLD // 2
-# How long the oldest ready task may wait before the panel turns orange / red (display only).
-OLDEST_WAIT_WARN_S = 60
-OLDEST_WAIT_CRIT_S = 300
+# --- the alerting layer ---------------------------------------------------------------------
+# prometheus/alerting.yml is the one source of the alert thresholds, `for:` durations and
+# per-queue overrides; prometheus.generate turns it into the rules. The dashboards read the same
+# file through the same code, so a threshold drawn on a panel and the alert cannot drift apart.
+ALERTING: AlertingConfig = load_alerting()
+# Window of the task rate recording rules (their names end in rate5m / increase5m).
+RATE_WINDOW: str = ALERTING.rate_window
+# Recording rules that prometheus.generate writes (prometheus/rules/<profile>/celery-recording.yml).
+RECORDING_RULES: frozenset[str] = frozenset(rule["record"] for rule in recording_group(ALERTING)["rules"])
+
+
+def recorded(name: str) -> str:
+    """The name of a recording rule of the alerting layer; an error if the generator has none."""
+    if name not in RECORDING_RULES:
+        raise LookupError(f"no recording rule {name!r} in prometheus.generate (has: {sorted(RECORDING_RULES)})")
+    return name
+
+
+class Rec:
+    """The recording rules the dashboards read instead of the raw metrics (same series as the alerts).
+
+    Task rules aggregate `worker` away (task-sent events carry the producer's hostname): a panel
+    reading them shows all workers, whatever the $worker variable says.
+    """
+
+    QUEUE_LENGTH = recorded("queue_name:celery_queue_length:sum")  # by queue_name
+    EVENTS_RATE = recorded(f"task_type:flower_events:rate{RATE_WINDOW}")  # by task, type
+    RUNTIME_P50 = recorded(f"task:flower_task_runtime_seconds:p50_rate{RATE_WINDOW}")  # by task
+    RUNTIME_P90 = recorded(f"task:flower_task_runtime_seconds:p90_rate{RATE_WINDOW}")
+    RUNTIME_P99 = recorded(f"task:flower_task_runtime_seconds:p99_rate{RATE_WINDOW}")
+
+
+def fraction(value: float, divisor: int) -> float:
+    """A display step below an alert threshold: whole when the threshold divides evenly."""
+    return value // divisor if float(value).is_integer() and value % divisor == 0 else value / divisor
+
+
+@dataclass(frozen=True)
+class QueueThreshold:
+    """The threshold of a per-queue alert: its default, and the queues with their own.
+
+    The generator writes one rule for the default (`queue_name!="bulk"`) and one per overridden
+    queue (`queue_name="bulk"`); `exceeded()` is the same split in PromQL.
+    """
+
+    alert: str
+    default: float
+    for_: str  # production's `for:`
+    overrides: Mapping[str, float]  # queue_name -> its own threshold (only those that differ)
+
+    def exceeded(self, metric: str, matchers: Sequence[str] = ()) -> str:
+        """PromQL: the series of `metric` (by queue_name) above their queue's threshold."""
+        if not self.overrides:
+            return f"{promql.selector(metric, matchers)} > {promql.number(self.default)}"
+        rest = [*matchers, *(promql.not_equal("queue_name", q) for q in self.overrides)]
+        parts = [f"{promql.selector(metric, rest)} > {promql.number(self.default)}"]
+        parts += [
+            f"{promql.selector(metric, [*matchers, promql.equal('queue_name', q)])} > {promql.number(t)}"
+            for q, t in self.overrides.items()
+        ]
+        return " or ".join(parts)
+
+    def steps(self, make: Callable[[float], ThresholdsConfig]) -> tuple[ThresholdsConfig, dict[str, ThresholdsConfig]]:
+        """`make(threshold)` for the default, and per overridden queue (a series named after it)."""
+        return make(self.default), {queue: make(t) for queue, t in self.overrides.items()}
+
+    def listing(self, unit: str = "") -> str:
+        """The overridden queues for a description, e.g. 'bulk: 50000'; '' when there is none."""
+        return ", ".join(f"{q}: {promql.number(t)}{unit}" for q, t in self.overrides.items())
+
+
+def queue_threshold(alert: str) -> QueueThreshold:
+    default = ALERTING.params(alert)
+    overrides = {}
+    for queue in ALERTING.override_values("queue_name", (alert,)):
+        threshold = ALERTING.params(alert, "queue_name", queue)["threshold"]
+        if threshold != default["threshold"]:
+            overrides[queue] = threshold
+    return QueueThreshold(alert, default["threshold"], default["for"], overrides)
+
+
+# CeleryQueueBacklog: celery_queue_length above this for `for:`; graphs draw the line.
+BACKLOG = queue_threshold("CeleryQueueBacklog")
+BACKLOG_ALERT_THRESHOLD = BACKLOG.default
+BACKLOG_WARN = fraction(BACKLOG_ALERT_THRESHOLD, 2)
+# CeleryQueueLatencyHigh: the oldest ready task older than this (seconds) turns red; orange earlier.
+LATENCY = queue_threshold("CeleryQueueLatencyHigh")
+OLDEST_WAIT_CRIT_S = LATENCY.default
+OLDEST_WAIT_WARN_S = fraction(OLDEST_WAIT_CRIT_S, 5)
 # Celery's Redis transport redelivers a task still unacknowledged after visibility_timeout
-# (default one hour): an unacked message that old is about to run twice.
-VISIBILITY_TIMEOUT_S = 3600
-FAILURE_RATIO_WARN = 0.05
-FAILURE_RATIO_CRIT = 0.20
+# (default one hour): an unacked message that old is about to run twice. CeleryUnackedStuck
+# fires past it (threshold null: the visibility timeout the exporter reports, drawn at kombu's
+# default), or past its own threshold when alerting.yml sets one.
+KOMBU_VISIBILITY_TIMEOUT_S = 3600
+UNACKED_ALERT_THRESHOLD_S: float | None = ALERTING.params("CeleryUnackedStuck")["threshold"]
+VISIBILITY_TIMEOUT_S = UNACKED_ALERT_THRESHOLD_S or KOMBU_VISIBILITY_TIMEOUT_S
+# CeleryTaskFailureRateHigh: failed / finished per task over rate_window; red from it, orange from half.
+FAILURE_RATIO_CRIT = ALERTING.params("CeleryTaskFailureRateHigh")["threshold"]
+FAILURE_RATIO_WARN = fraction(FAILURE_RATIO_CRIT, 2)
 EXPORTER_SCRAPE_SLOW_S = 1.0
 
 
@@ -81,6 +174,7 @@ class EmptyWhen(enum.StrEnum):
     NO_RETRY = "no task has been retried since Flower started"
     NOT_DRAINING = "no queue is shrinking right now"
     NO_TASK_SENT_EVENTS = "producers send no task-sent events (task_send_sent_event is off)"
+    NO_WORKER_UP_METRIC = "the exporter build does not export celery_worker_up yet"
 
 
 # --- queries --------------------------------------------------------------------------------
@@ -136,12 +230,28 @@ def nan_text(text: str) -> list[dm.ValueMapping]:
     ]
 
 
+def backlog_colors(threshold: float) -> ThresholdsConfig:
+    """Backlog bars and numbers: orange from half the alert threshold, red from it."""
+    return thresholds(Color.OK, (fraction(threshold, 2), Color.WARN), (threshold, Color.BAD))
+
+
 UP_DOWN = value_texts({"0": ("DOWN", Color.BAD), "1": ("UP", Color.OK)})
 ONLINE_OFFLINE = value_texts({"0": ("offline", Color.BAD), "1": ("online", Color.OK)})
 
 
 def fixed_color(color: str) -> list[dm.DynamicConfigValue]:
     return [dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color})]
+
+
+_P = TypeVar("_P", timeseries.Panel, bargauge.Panel)
+
+
+def _thresholds_by_series(panel: _P, by_series: Mapping[str, ThresholdsConfig] | None) -> _P:
+    """Per-series thresholds (a field override by display name, e.g. a queue with its own alert
+    threshold): Grafana colours that series' bar, or draws its own dashed line, from them."""
+    for name, steps in (by_series or {}).items():
+        panel = panel.override_by_name(name, [dm.DynamicConfigValue(id_val="thresholds", value=steps.build())])
+    return panel
 
 
 def link_to_queue(title: str = "Open this queue") -> list[DashboardLink]:
@@ -167,8 +277,10 @@ def timeseries_panel(
     legend_calcs: Sequence[str] = ("lastNotNull", "max"),
     colors: dict[str, str] | None = None,
     no_value: str | None = None,
+    series_thresholds: Mapping[str, ThresholdsConfig] | None = None,
 ) -> timeseries.Panel:
-    """A graph; `threshold_steps` are drawn as dashed lines (e.g. the alert threshold)."""
+    """A graph; `threshold_steps` are drawn as dashed lines (e.g. the alert threshold), for every
+    series but those named in `series_thresholds` (legend name -> their own steps)."""
     panel = (
         timeseries.Panel()
         .title(title)
@@ -200,6 +312,7 @@ def timeseries_panel(
         panel = panel.stacking(sdk_common.StackingConfig().mode(cm.StackingMode.NORMAL)).fill_opacity(40)
     for name, color in (colors or {}).items():
         panel = panel.override_by_name(name, fixed_color(color))
+    panel = _thresholds_by_series(panel, series_thresholds)
     if no_value is not None:
         panel = panel.no_value(no_value)
     return panel
@@ -258,8 +371,10 @@ def bargauge_panel(
     height: int = 8,
     links: list[DashboardLink] | None = None,
     no_value: str | None = None,
+    series_thresholds: Mapping[str, ThresholdsConfig] | None = None,
 ) -> bargauge.Panel:
-    """One horizontal bar per series (e.g. per queue), coloured by `steps`."""
+    """One horizontal bar per series (e.g. per queue), coloured by `steps`, or by their own steps
+    for the series named in `series_thresholds`."""
     panel = (
         bargauge.Panel()
         .title(title)
@@ -278,6 +393,7 @@ def bargauge_panel(
     )
     if links:
         panel = panel.data_links(links)
+    panel = _thresholds_by_series(panel, series_thresholds)
     if no_value is not None:
         panel = panel.no_value(no_value)
     return panel

@@ -6,19 +6,23 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models import common as cm
 
 from grafana.common import (
+    BACKLOG,
     BACKLOG_ALERT_THRESHOLD,
-    BACKLOG_WARN,
     EXPORTER_SCRAPE_SLOW_S,
     FAILURE_RATIO_CRIT,
     FAILURE_RATIO_WARN,
+    LATENCY,
     OLDEST_WAIT_CRIT_S,
     OLDEST_WAIT_WARN_S,
     OVERVIEW_UID,
     QUEUE_VARIABLE,
+    RATE_WINDOW,
     UP_DOWN,
     Color,
     EmptyWhen,
+    Rec,
     Unit,
+    backlog_colors,
     bargauge_panel,
     dashboard,
     link_to_queue,
@@ -30,6 +34,7 @@ from grafana.common import (
     thresholds,
     timeseries_panel,
 )
+from prometheus.generate import promql
 
 UID = OVERVIEW_UID
 TITLE = "Celery / Overview"
@@ -38,20 +43,22 @@ VARIABLES = (QUEUE_VARIABLE,)
 OUTCOMES = "task-succeeded|task-failed|task-retried|task-rejected|task-revoked"
 SCRAPE_JOBS = "celery-queue-exporter|flower|prometheus|alertmanager"
 _T = BACKLOG_ALERT_THRESHOLD
+_QUEUES = 'queue_name=~"$queue_name"'
+_LENGTH = f"{Rec.QUEUE_LENGTH}{{{_QUEUES}}}"
+_DONE = 'type=~"task-succeeded|task-failed"'
 
 
 class Q:
-    """Every PromQL expression of this dashboard, so recording rules replace them here.
+    """Every PromQL expression of this dashboard: recording rules of the alerting layer
+    (grafana.common.Rec) where one holds what a panel shows, raw metrics otherwise.
 
     `X or (sum(Y) * 0)` shows 0 rather than nothing when Y is there but nothing matches X
     (no queue over the threshold), yet still nothing when Y itself is missing (exporter down).
     """
 
-    BACKLOG_TOTAL = 'sum(celery_queue_length{queue_name=~"$queue_name"})'
-    QUEUES_OVER_THRESHOLD = (
-        f'count(celery_queue_length{{queue_name=~"$queue_name"}} > {_T})'
-        ' or (sum(celery_queue_length{queue_name=~"$queue_name"}) * 0)'
-    )
+    BACKLOG_TOTAL = f"sum({_LENGTH})"
+    # The alert's own split: queues with their own threshold (overrides) are compared with it.
+    QUEUES_OVER_THRESHOLD = f"count({BACKLOG.exceeded(Rec.QUEUE_LENGTH, [_QUEUES])}) or (sum({_LENGTH}) * 0)"
     OLDEST_WAITING = 'max(celery_queue_oldest_message_age_seconds{queue_name=~"$queue_name"})'
     WORKERS_ONLINE = 'count(flower_worker_online == 1) or (max(up{job="flower"}) * 0)'
     QUEUES_WITHOUT_CONSUMERS = (
@@ -59,13 +66,10 @@ class Q:
         ' or (sum(celery_queue_consumers{queue_name=~"$queue_name"}) * 0)'
     )
     FIRING_ALERTS_COUNT = 'count(ALERTS{alertstate="firing"}) or vector(0)'
-    BACKLOG_BY_QUEUE = 'sum by (queue_name) (celery_queue_length{queue_name=~"$queue_name"})'
-    # task-sent events carry the producer's hostname as worker: always aggregate worker away.
-    TASK_RATE_BY_OUTCOME = f'sum by (type) (rate(flower_events_total{{type=~"{OUTCOMES}"}}[$__rate_interval]))'
-    FAILURE_RATIO = (
-        '(sum(rate(flower_events_total{type="task-failed"}[5m])) or vector(0))'
-        ' / sum(rate(flower_events_total{type=~"task-succeeded|task-failed"}[5m]))'
-    )
+    BACKLOG_BY_QUEUE = f"sum by (queue_name) ({_LENGTH})"
+    # The task rules aggregate worker away (task-sent events carry the producer's hostname).
+    TASK_RATE_BY_OUTCOME = f'sum by (type) ({Rec.EVENTS_RATE}{{type=~"{OUTCOMES}"}})'
+    FAILURE_RATIO = f'(sum({Rec.EVENTS_RATE}{{type="task-failed"}}) or vector(0)) / sum({Rec.EVENTS_RATE}{{{_DONE}}})'
     # ALERTS_FOR_STATE holds when each active alert became active (Unix seconds).
     FIRING_ALERTS = '(ALERTS_FOR_STATE and ignoring(alertstate) ALERTS{alertstate="firing"}) * 1000'
     TARGETS_UP = f'min by (job) (up{{job=~"{SCRAPE_JOBS}"}})'
@@ -86,6 +90,7 @@ EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
 
 
 def build() -> Dashboard:
+    backlog_default, backlog_by_queue = BACKLOG.steps(backlog_colors)
     return (
         dashboard(
             UID,
@@ -102,14 +107,20 @@ def build() -> Dashboard:
                 "summed over priorities (not yet delivered to any worker).",
                 [target(Q.BACKLOG_TOTAL, "backlog")],
                 Unit.COUNT,
-                thresholds(Color.OK, (BACKLOG_WARN, Color.WARN), (_T, Color.BAD)),
+                backlog_colors(_T),
             )
         )
         .with_panel(
             stat_panel(
                 "Queues over threshold",
                 f"How many queues hold more than {_T} ready tasks, the CeleryQueueBacklog alert's "
-                "threshold (the alert fires after 5 minutes above it).",
+                f"threshold (the alert fires after {BACKLOG.for_} above it)?"
+                + (
+                    " Queues with their own threshold in prometheus/alerting.yml count against it, as in "
+                    f"the alert ({BACKLOG.listing()})."
+                    if BACKLOG.overrides
+                    else ""
+                ),
                 [target(Q.QUEUES_OVER_THRESHOLD, "queues")],
                 Unit.COUNT,
                 thresholds(Color.OK, (1, Color.BAD)),
@@ -120,7 +131,15 @@ def build() -> Dashboard:
             stat_panel(
                 "Oldest waiting task",
                 "Since when is something waiting? Age of the oldest ready message over the selected "
-                "queues; high while the backlog is low means a queue nobody consumes.",
+                "queues; high while the backlog is low means a queue nobody consumes. Red from "
+                f"{promql.number(OLDEST_WAIT_CRIT_S)} s, the CeleryQueueLatencyHigh threshold"
+                + (
+                    f" (the oldest of all queues: one with its own threshold, {LATENCY.listing(' s')}, "
+                    "can turn it red without an alert)"
+                    if LATENCY.overrides
+                    else ""
+                )
+                + ".",
                 [target(Q.OLDEST_WAITING, "oldest")],
                 Unit.SECONDS,
                 thresholds(Color.OK, (OLDEST_WAIT_WARN_S, Color.WARN), (OLDEST_WAIT_CRIT_S, Color.BAD)),
@@ -163,19 +182,27 @@ def build() -> Dashboard:
         .with_panel(
             bargauge_panel(
                 "Backlog per queue",
-                f"Where is it piling up? Ready tasks per queue; red from {_T} (the alert threshold). "
-                "Click a bar to open that queue.",
+                f"Where is it piling up? Ready tasks per queue; red from {_T} (the alert threshold), "
+                "orange from half of it"
+                + (
+                    f"; queues with their own threshold in prometheus/alerting.yml by theirs ({BACKLOG.listing()})"
+                    if BACKLOG.overrides
+                    else ""
+                )
+                + ". Click a bar to open that queue.",
                 [target(Q.BACKLOG_BY_QUEUE, "{{queue_name}}", instant=True)],
                 Unit.COUNT,
-                thresholds(Color.OK, (BACKLOG_WARN, Color.WARN), (_T, Color.BAD)),
+                backlog_default,
                 links=link_to_queue(),
+                series_thresholds=backlog_by_queue,
             )
         )
         .with_panel(
             timeseries_panel(
                 "Tasks per second by outcome",
                 "Are tasks completing, or failing, retrying, being rejected or revoked? Celery task "
-                "events per second, all workers and tasks.",
+                f"events per second, all workers and tasks, averaged over {RATE_WINDOW} (the alerting "
+                "layer's recording rule).",
                 [target(Q.TASK_RATE_BY_OUTCOME, "{{type}}")],
                 Unit.TASKS_PER_S,
                 width=10,
@@ -191,8 +218,10 @@ def build() -> Dashboard:
         .with_panel(
             stat_panel(
                 "Failure ratio",
-                "What share of finished tasks failed over the last 5 minutes? task-failed / "
-                "(task-succeeded + task-failed); retries are not failures.",
+                f"What share of finished tasks failed over the last {RATE_WINDOW}? task-failed / "
+                "(task-succeeded + task-failed), all tasks; retries are not failures. Red from "
+                f"{promql.percent(FAILURE_RATIO_CRIT)}, the CeleryTaskFailureRateHigh threshold (which "
+                "applies per task), orange from half of it.",
                 [target(Q.FAILURE_RATIO, "failed")],
                 Unit.RATIO,
                 thresholds(Color.OK, (FAILURE_RATIO_WARN, Color.WARN), (FAILURE_RATIO_CRIT, Color.BAD)),

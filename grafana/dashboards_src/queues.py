@@ -6,22 +6,30 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from grafana.common import (
+    BACKLOG,
     BACKLOG_ALERT_THRESHOLD,
     BACKLOG_WARN,
+    LATENCY,
     OLDEST_WAIT_CRIT_S,
     OLDEST_WAIT_WARN_S,
     QUEUE_VARIABLE,
     QUEUES_UID,
+    RATE_WINDOW,
+    UNACKED_ALERT_THRESHOLD_S,
     VISIBILITY_TIMEOUT_S,
     Color,
     EmptyWhen,
+    Rec,
     Unit,
+    backlog_colors,
     bargauge_panel,
     dashboard,
+    fraction,
     target,
     thresholds,
     timeseries_panel,
 )
+from prometheus.generate import promql
 
 UID = QUEUES_UID
 TITLE = "Celery / Queues"
@@ -30,35 +38,35 @@ VARIABLES = (QUEUE_VARIABLE,)
 _T = BACKLOG_ALERT_THRESHOLD
 # Window of the time-to-drain slope: long enough to smooth prefetch bursts.
 DRAIN_WINDOW = "10m"
+_LENGTH = f'{Rec.QUEUE_LENGTH}{{queue_name=~"$queue_name"}}'
 
 
 class Q:
-    """Every PromQL expression of this dashboard, so recording rules replace them here.
+    """Every PromQL expression of this dashboard: recording rules of the alerting layer
+    (grafana.common.Rec) where one holds what a panel shows, raw metrics otherwise.
 
     Flower's task events carry no queue label, so publish/consume rates exist only for all
     queues together; per queue, the slope of the backlog (deriv) is the net in - out.
+    Rates are the recording rule's (over rate_window), so the backlog's growth added to them is
+    taken over the same window.
     """
 
-    BACKLOG = 'sum by (queue_name) (celery_queue_length{queue_name=~"$queue_name"})'
+    BACKLOG = _LENGTH
     BACKLOG_NOW = BACKLOG
     BY_PRIORITY = 'sum by (queue_name, priority) (celery_queue_priority_length{queue_name=~"$queue_name"})'
     UNACKED = 'sum by (queue_name) (celery_queue_unacked{queue_name=~"$queue_name"})'
     OLDEST_AGE = 'max by (queue_name) (celery_queue_oldest_message_age_seconds{queue_name=~"$queue_name"})'
     UNACKED_OLDEST_AGE = 'max by (queue_name) (celery_queue_unacked_oldest_age_seconds{queue_name=~"$queue_name"})'
     CONSUMERS = 'min by (queue_name) (celery_queue_consumers{queue_name=~"$queue_name"})'
-    CONSUMED = 'sum(rate(flower_events_total{type="task-received"}[$__rate_interval]))'
+    CONSUMED = f'sum({Rec.EVENTS_RATE}{{type="task-received"}})'
     # What went in = what came out + what stayed (the backlog's growth).
     PUBLISHED_DERIVED = (
-        'clamp_min(sum(rate(flower_events_total{type="task-received"}[$__rate_interval]))'
-        " + sum(deriv(celery_queue_length[$__rate_interval])), 0)"
+        f'clamp_min(sum({Rec.EVENTS_RATE}{{type="task-received"}}) + sum(deriv({Rec.QUEUE_LENGTH}[{RATE_WINDOW}])), 0)'
     )
-    PUBLISHED_EVENTS = 'sum(rate(flower_events_total{type="task-sent"}[$__rate_interval]))'
-    NET_GROWTH = 'sum by (queue_name) (deriv(celery_queue_length{queue_name=~"$queue_name"}[$__rate_interval]))'
+    PUBLISHED_EVENTS = f'sum({Rec.EVENTS_RATE}{{type="task-sent"}})'
+    NET_GROWTH = f"deriv({_LENGTH}[$__rate_interval])"
     # Backlog / how fast it shrinks; only queues that shrink have an estimate.
-    TIME_TO_DRAIN = (
-        'max by (queue_name) (celery_queue_length{queue_name=~"$queue_name"})'
-        f' / (-sum by (queue_name) (deriv(celery_queue_length{{queue_name=~"$queue_name"}}[{DRAIN_WINDOW}])) > 0)'
-    )
+    TIME_TO_DRAIN = f"{_LENGTH} / (-deriv({_LENGTH}[{DRAIN_WINDOW}]) > 0)"
 
 
 EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
@@ -67,8 +75,31 @@ EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
 }
 
 
+def _own_lines(listing: str) -> str:
+    return (
+        f" Queues with their own threshold in prometheus/alerting.yml get their own line ({listing})."
+        if listing
+        else ""
+    )
+
+
 def build() -> Dashboard:
-    backlog_colors = thresholds(Color.OK, (BACKLOG_WARN, Color.WARN), (_T, Color.BAD))
+    backlog_line, backlog_lines = BACKLOG.steps(lambda t: thresholds(Color.NONE, (t, Color.BAD)))
+    backlog_bar, backlog_bars = BACKLOG.steps(backlog_colors)
+    wait_line, wait_lines = LATENCY.steps(
+        lambda t: thresholds(Color.NONE, (fraction(t, 5), Color.WARN), (t, Color.BAD))
+    )
+    if UNACKED_ALERT_THRESHOLD_S is None:
+        unacked_line = (
+            f"at the visibility timeout (dashed at kombu's default, {VISIBILITY_TIMEOUT_S} s; "
+            "CeleryUnackedStuck compares with the one the exporter reports) Redis hands it to another "
+            "worker, so it runs twice."
+        )
+    else:
+        unacked_line = (
+            f"the dashed line is the CeleryUnackedStuck threshold ({promql.number(VISIBILITY_TIMEOUT_S)} s); "
+            "past the visibility timeout Redis hands it to another worker, so it runs twice."
+        )
     return (
         dashboard(
             UID,
@@ -81,20 +112,29 @@ def build() -> Dashboard:
             timeseries_panel(
                 "Backlog per queue",
                 f"Which queue piles up, and since when? Ready tasks per queue; the dashed red line "
-                f"is the CeleryQueueBacklog threshold ({_T}, fires after 5 minutes above).",
+                f"is the CeleryQueueBacklog threshold ({_T}, fires after {BACKLOG.for_} above)."
+                + _own_lines(BACKLOG.listing()),
                 [target(Q.BACKLOG, "{{queue_name}}")],
                 Unit.COUNT,
                 width=16,
-                threshold_steps=thresholds(Color.NONE, (_T, Color.BAD)),
+                threshold_steps=backlog_line,
+                series_thresholds=backlog_lines,
             )
         )
         .with_panel(
             bargauge_panel(
                 "Backlog now",
-                f"How much waits in each queue right now? Orange from {BACKLOG_WARN}, red from {_T}.",
+                f"How much waits in each queue right now? Orange from {BACKLOG_WARN}, red from {_T} "
+                "(the CeleryQueueBacklog threshold)"
+                + (
+                    f"; queues with their own threshold from half of it and from it ({BACKLOG.listing()})."
+                    if BACKLOG.overrides
+                    else "."
+                ),
                 [target(Q.BACKLOG_NOW, "{{queue_name}}", instant=True)],
                 Unit.COUNT,
-                backlog_colors,
+                backlog_bar,
+                series_thresholds=backlog_bars,
             )
         )
         .with_panel(
@@ -121,20 +161,19 @@ def build() -> Dashboard:
             timeseries_panel(
                 "Oldest waiting message age",
                 "Since when does the oldest ready task of each queue wait? Rising steadily means "
-                "nothing consumes that queue.",
+                f"nothing consumes that queue. Dashed: orange from {promql.number(OLDEST_WAIT_WARN_S)} s, "
+                f"red from {promql.number(OLDEST_WAIT_CRIT_S)} s, the CeleryQueueLatencyHigh threshold (fires "
+                f"after {LATENCY.for_} above)." + _own_lines(LATENCY.listing(" s")),
                 [target(Q.OLDEST_AGE, "{{queue_name}}")],
                 Unit.SECONDS,
-                threshold_steps=thresholds(
-                    Color.NONE, (OLDEST_WAIT_WARN_S, Color.WARN), (OLDEST_WAIT_CRIT_S, Color.BAD)
-                ),
+                threshold_steps=wait_line,
+                series_thresholds=wait_lines,
             )
         )
         .with_panel(
             timeseries_panel(
                 "Oldest unacked message age",
-                "Is a delivered task stuck? Age of the oldest unacknowledged message per queue; at "
-                f"the visibility timeout (dashed, {VISIBILITY_TIMEOUT_S} s by default) Redis hands "
-                "it to another worker, so it runs twice.",
+                "Is a delivered task stuck? Age of the oldest unacknowledged message per queue; " + unacked_line,
                 [target(Q.UNACKED_OLDEST_AGE, "{{queue_name}}")],
                 Unit.SECONDS,
                 threshold_steps=thresholds(Color.NONE, (VISIBILITY_TIMEOUT_S, Color.BAD)),
@@ -158,7 +197,8 @@ def build() -> Dashboard:
                 "Published vs consumed (all queues)",
                 "Do workers keep up with producers? Consumed = task-received events; published = "
                 "consumed + backlog growth; 'published (task-sent)' appears only if producers send "
-                "task-sent events. Flower's events carry no queue, so this is all queues.",
+                f"task-sent events. Averaged over {RATE_WINDOW} (the alerting layer's recording rule). "
+                "Flower's events carry no queue, so this is all queues.",
                 [
                     target(Q.CONSUMED, "consumed (task-received)"),
                     target(Q.PUBLISHED_DERIVED, "published (consumed + growth)"),

@@ -8,11 +8,14 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from grafana.common import (
     ONLINE_OFFLINE,
+    RATE_WINDOW,
     TASK_VARIABLE,
+    UP_DOWN,
     WORKER_VARIABLE,
     WORKERS_UID,
     Color,
     EmptyWhen,
+    Rec,
     Unit,
     dashboard,
     organize,
@@ -29,35 +32,36 @@ VARIABLES = (WORKER_VARIABLE, TASK_VARIABLE)
 
 OUTCOMES = "task-succeeded|task-failed|task-retried|task-rejected|task-revoked"
 _SEL = 'worker=~"$worker", task=~"$task"'
-
-
-def _runtime_quantile(q: str) -> str:
-    return (
-        f"histogram_quantile({q}, sum by (task, le) "
-        f"(rate(flower_task_runtime_seconds_bucket{{{_SEL}}}[$__rate_interval])))"
-    )
+_TASK = 'task=~"$task"'
+# The task recording rules sum workers away: panels reading them follow $task, not $worker.
+ALL_WORKERS = "all workers (the alerting layer's recording rules sum workers away: the Worker filter does not apply)"
 
 
 class Q:
-    """Every PromQL expression of this dashboard, so recording rules replace them here."""
+    """Every PromQL expression of this dashboard: recording rules of the alerting layer
+    (grafana.common.Rec) where one holds what a panel shows, raw metrics otherwise (per worker,
+    or over the dashboard's time range)."""
 
     ONLINE = 'max by (worker) (flower_worker_online{worker=~"$worker"})'
+    # The exporter's inspect: 1 answered the latest one, 0 answered before and no longer does.
+    UP = 'max by (worker) (celery_worker_up{worker=~"$worker"})'
     BROKER_CONSUMERS = "min by (queue_name) (celery_queue_consumers)"
     EXECUTING = 'sum by (worker) (flower_worker_number_of_currently_executing_tasks{worker=~"$worker"})'
     PREFETCHED = f"sum by (worker) (flower_worker_prefetched_tasks{{{_SEL}}})"
     FINISHED = (
         f'sum by (worker) (rate(flower_events_total{{type=~"task-succeeded|task-failed", {_SEL}}}[$__rate_interval]))'
     )
-    RUNTIME_P50 = _runtime_quantile("0.5")
-    RUNTIME_P95 = _runtime_quantile("0.95")
-    RUNTIME_P99 = _runtime_quantile("0.99")
+    RUNTIME_P50 = f"{Rec.RUNTIME_P50}{{{_TASK}}}"
+    RUNTIME_P90 = f"{Rec.RUNTIME_P90}{{{_TASK}}}"
+    RUNTIME_P99 = f"{Rec.RUNTIME_P99}{{{_TASK}}}"
     PREFETCH_WAIT = f"max by (task) (flower_task_prefetch_time_seconds{{{_SEL}}})"
-    RETRIES = f'sum by (task) (rate(flower_events_total{{type="task-retried", {_SEL}}}[$__rate_interval]))'
-    FAILURES = f'sum by (task) (rate(flower_events_total{{type="task-failed", {_SEL}}}[$__rate_interval]))'
+    RETRIES = f'sum by (task) ({Rec.EVENTS_RATE}{{type="task-retried", {_TASK}}})'
+    FAILURES = f'sum by (task) ({Rec.EVENTS_RATE}{{type="task-failed", {_TASK}}})'
     OUTCOMES_IN_RANGE = f'sum by (task, type) (increase(flower_events_total{{type=~"{OUTCOMES}", {_SEL}}}[$__range]))'
 
 
 EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
+    ("Worker up (exporter)", None): EmptyWhen.NO_WORKER_UP_METRIC,
     ("Retries by task", None): EmptyWhen.NO_RETRY,
     ("Failures by task", None): EmptyWhen.NO_FAILURE,
 }
@@ -75,11 +79,28 @@ def build() -> Dashboard:
         .with_panel(
             state_panel(
                 "Worker online (Flower)",
-                "Which workers does Flower consider online? From worker heartbeats; a SIGKILLed "
-                "worker sends no offline event and stays green until Flower purges it, so compare "
-                "with the live consumers on the right.",
+                "Which workers does Flower consider online? From worker events: it learns at once of "
+                "a new worker and of a clean shutdown (worker-offline), but a SIGKILLed or OOM-killed "
+                "worker sends nothing and stays online here. 'Worker up (exporter)' next to it "
+                "catches that.",
                 [target(Q.ONLINE, "{{worker}}")],
                 ONLINE_OFFLINE,
+                width=8,
+                height=7,
+            )
+        )
+        .with_panel(
+            state_panel(
+                "Worker up (exporter)",
+                "Which workers still answer? UP when the worker answered the exporter's latest "
+                "`inspect`, DOWN when a worker that answered before no longer does. Both panels "
+                "because each misses what the other sees: Flower never notices a crash, the exporter "
+                "cannot tell a crash from a clean shutdown. DOWN here and offline in Flower: shut down "
+                "cleanly. DOWN here but online in Flower: crashed, killed or cut off from the broker "
+                "(the CeleryWorkerDown alert).",
+                [target(Q.UP, "{{worker}}")],
+                UP_DOWN,
+                width=8,
                 height=7,
             )
         )
@@ -88,9 +109,10 @@ def build() -> Dashboard:
                 "Consumers per queue (live workers)",
                 "Who really listens on each queue? Workers that answered the exporter's periodic "
                 "`inspect active_queues`, all queues; a worker that died without saying so "
-                "disappears here, not on the left.",
+                "disappears here, not in Flower's online state.",
                 [target(Q.BROKER_CONSUMERS, "{{queue_name}}")],
                 Unit.COUNT,
+                width=8,
                 height=7,
                 threshold_steps=thresholds(Color.NONE, (1, Color.BAD)),
             )
@@ -127,12 +149,12 @@ def build() -> Dashboard:
         .with_row(Row("Tasks"))
         .with_panel(
             timeseries_panel(
-                "Task runtime p50 / p95 / p99",
+                "Task runtime p50 / p90 / p99",
                 "Which tasks are slow, and is it every call or the tail? Runtime quantiles per task "
-                "from Flower's histogram, over tasks finished in each interval.",
+                f"from Flower's histogram, over tasks finished in the last {RATE_WINDOW}; {ALL_WORKERS}.",
                 [
                     target(Q.RUNTIME_P50, "{{task}} p50"),
-                    target(Q.RUNTIME_P95, "{{task}} p95"),
+                    target(Q.RUNTIME_P90, "{{task}} p90"),
                     target(Q.RUNTIME_P99, "{{task}} p99"),
                 ],
                 Unit.SECONDS,
@@ -150,7 +172,7 @@ def build() -> Dashboard:
         .with_panel(
             timeseries_panel(
                 "Retries by task",
-                "Which tasks retry? task-retried events per second per task.",
+                f"Which tasks retry? task-retried events per second per task over {RATE_WINDOW}, {ALL_WORKERS}.",
                 [target(Q.RETRIES, "{{task}}")],
                 Unit.TASKS_PER_S,
                 width=8,
@@ -160,7 +182,7 @@ def build() -> Dashboard:
         .with_panel(
             timeseries_panel(
                 "Failures by task",
-                "Which tasks fail? task-failed events per second per task.",
+                f"Which tasks fail? task-failed events per second per task over {RATE_WINDOW}, {ALL_WORKERS}.",
                 [target(Q.FAILURES, "{{task}}")],
                 Unit.TASKS_PER_S,
                 width=8,

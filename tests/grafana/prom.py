@@ -38,6 +38,32 @@ def backfill(openmetrics: str, tsdb_dir: Path, work_dir: Path) -> None:
     assert done.returncode == 0, f"promtool backfill failed:\n{done.stdout}\n{done.stderr}"
 
 
+def backfill_rules(rule_file: Path, url: str, start: float, end: float, tsdb_dir: Path, step: str = "5s") -> None:
+    """Evaluate the recording rules of `rule_file` over [start, end] against the Prometheus at
+    `url` (which holds the raw samples) and write the results as TSDB blocks into `tsdb_dir`:
+    Prometheus itself records only from the moment it runs, never over backfilled history."""
+    tsdb_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [
+            require("promtool"),
+            "tsdb",
+            "create-blocks-from",
+            "rules",
+            f"--url={url}",
+            f"--start={int(start)}",
+            f"--end={int(end)}",
+            f"--eval-interval={step}",
+            f"--output-dir={tsdb_dir}",
+            str(rule_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"promtool rule backfill failed:\n{done.stdout}\n{done.stderr}"
+
+
 @contextmanager
 def running_prometheus(work_dir: Path, rules: dict | None = None, tsdb_dir: Path | None = None) -> Iterator[str]:
     """Start Prometheus with no scrape target (and `rules`, if any); yield its base URL."""

@@ -1,18 +1,27 @@
 """Synthetic metrics shaped like the exporter's and Flower 2.2's, as OpenMetrics for backfilling.
 
 The scenario has a bit of everything a panel can show: a queue that grew past the alert
-threshold and now drains, a queue nobody consumes, two workers, a producer host, tasks that
-succeed, fail and retry. Names and labels are those of celery-queue-exporter and Flower 2.2.
+threshold and now drains, a queue nobody consumes, a queue with its own (higher) threshold in
+prometheus/alerting.yml that it stays under, two workers of which one stops answering the
+exporter's inspect while Flower still believes it online (a SIGKILL), a producer host, tasks
+that succeed, fail and retry. Names and labels are those of celery-queue-exporter and Flower 2.2.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from grafana.common import BACKLOG
+
 WORKERS = ("celery@worker1", "celery@worker2")
 PRODUCER = "producer@web1"  # task-sent events carry the producer's hostname as `worker`
 TASKS = ("tasks.add", "tasks.flaky")
-QUEUES = ("default", "periodic_tasks", "demo")
+# A queue with its own, higher CeleryQueueBacklog threshold in prometheus/alerting.yml (`bulk`),
+# holding more than the default threshold and less than its own: no alert, not "over threshold".
+BIG_QUEUE, BIG_QUEUE_THRESHOLD = next(((q, t) for q, t in BACKLOG.overrides.items() if t > BACKLOG.default), ("", 0))
+BIG_QUEUE_BACKLOG = (BACKLOG.default + BIG_QUEUE_THRESHOLD) // 2
+QUEUES = ("default", "periodic_tasks", "demo", *((BIG_QUEUE,) if BIG_QUEUE else ()))
+KILLED_WORKER = WORKERS[1]  # stops answering the exporter's inspect at 80% of the window
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 JOBS = {
     "celery-queue-exporter": "exporter:9818",
@@ -85,8 +94,9 @@ def openmetrics(start: float, end: float, step: float = 5.0) -> str:
         "default": lambda t, p: _default_backlog(p),
         "periodic_tasks": 3,
         "demo": 50,  # published, nobody consumes it
+        BIG_QUEUE: BIG_QUEUE_BACKLOG,  # over the default threshold, under its own
     }
-    consumers = {"default": 2, "periodic_tasks": 2, "demo": 0}
+    consumers = {"default": 2, "periodic_tasks": 2, "demo": 0, BIG_QUEUE: 1}
 
     def share(queue: str, fraction: float):
         value = backlog[queue]
@@ -105,10 +115,15 @@ def openmetrics(start: float, end: float, step: float = 5.0) -> str:
             ({"queue_name": "default"}, lambda t, p: 30 + (t - start) / 10),
             ({"queue_name": "periodic_tasks"}, 2),
             ({"queue_name": "demo"}, lambda t, p: t - start),  # waits since the start
+            *([({"queue_name": BIG_QUEUE}, 600)] if BIG_QUEUE else []),
         ],
     )
     lines += gauge("celery_queue_unacked_oldest_age_seconds", [({"queue_name": q}, 4) for q in QUEUES])
     lines += gauge("celery_queue_consumers", [({"queue_name": q}, consumers[q]) for q in QUEUES])
+    lines += gauge(
+        "celery_worker_up",
+        [({"worker": w}, (lambda t, p: 1 if p < 0.8 else 0) if w == KILLED_WORKER else 1) for w in WORKERS],
+    )
     lines += gauge("celery_broker_up", [({}, 1)])
     lines += gauge("celery_exporter_scrape_duration_seconds", [({}, 0.02)])
     lines += counter("celery_exporter_scrape_errors", [({}, 0.0)])
@@ -132,8 +147,9 @@ def openmetrics(start: float, end: float, step: float = 5.0) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The real alert's condition, evaluated by the test Prometheus so ALERTS / ALERTS_FOR_STATE
-# exist with the labels a real alert has (for: 0s so it fires at once).
+# The real alert's condition (default threshold, and their own for overridden queues), evaluated
+# by the test Prometheus so ALERTS / ALERTS_FOR_STATE exist with the labels a real alert has
+# (for: 0s so it fires at once).
 BACKLOG_RULES = {
     "groups": [
         {
@@ -142,7 +158,7 @@ BACKLOG_RULES = {
             "rules": [
                 {
                     "alert": "CeleryQueueBacklog",
-                    "expr": "celery_queue_length > 1000",
+                    "expr": BACKLOG.exceeded("celery_queue_length"),
                     "labels": {"severity": "warning"},
                 }
             ],

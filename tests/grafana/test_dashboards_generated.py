@@ -13,7 +13,15 @@ import pytest
 import yaml
 
 from grafana import generate
-from grafana.common import BACKLOG_ALERT_THRESHOLD
+from grafana.common import (
+    BACKLOG,
+    BACKLOG_ALERT_THRESHOLD,
+    FAILURE_RATIO_CRIT,
+    LATENCY,
+    OLDEST_WAIT_CRIT_S,
+    RECORDING_RULES,
+    Rec,
+)
 from grafana.dashboards_src import DASHBOARDS
 from grafana.queries import (
     BUILTIN_VALUES,
@@ -25,6 +33,7 @@ from grafana.queries import (
     substitute,
     variables_used,
 )
+from prometheus import generate as alerting
 from tests.grafana.prom import running_prometheus
 from tests.support.procs import REPO
 
@@ -156,28 +165,120 @@ def test_layout_fits_the_grid_without_overlaps(dashboards: list[dict[str, Any]])
             taken |= cells
 
 
+def panel(dashboards: list[dict[str, Any]], uid: str, title: str) -> dict[str, Any]:
+    model = next(d for d in dashboards if d["uid"] == uid)
+    return next(p for p in model["panels"] if p["title"] == title)
+
+
+def steps(thresholds: dict[str, Any]) -> list[float | None]:
+    return [s["value"] for s in thresholds["steps"]]
+
+
+def own_thresholds(panel: dict[str, Any]) -> dict[str, list[float | None]]:
+    """Series name -> the steps of its own thresholds (a field override by name)."""
+    out = {}
+    for override in panel["fieldConfig"]["overrides"]:
+        for prop in override["properties"]:
+            if override["matcher"]["id"] == "byName" and prop["id"] == "thresholds":
+                out[override["matcher"]["options"]] = steps(prop["value"])
+    return out
+
+
+def test_thresholds_come_from_the_alerting_config() -> None:
+    """prometheus/alerting.yml is the one source: what the dashboards draw is what alerts fire on."""
+    config = alerting.load()
+    assert config.params("CeleryQueueBacklog")["threshold"] == BACKLOG_ALERT_THRESHOLD == BACKLOG.default
+    assert config.params("CeleryQueueLatencyHigh")["threshold"] == OLDEST_WAIT_CRIT_S == LATENCY.default
+    assert config.params("CeleryTaskFailureRateHigh")["threshold"] == FAILURE_RATIO_CRIT
+    for queue in config.override_values("queue_name", ("CeleryQueueBacklog",)):
+        own = config.params("CeleryQueueBacklog", "queue_name", queue)["threshold"]
+        assert BACKLOG.overrides.get(queue, BACKLOG.default) == own, queue
+
+
 def test_backlog_graph_draws_the_alert_threshold(dashboards: list[dict[str, Any]]) -> None:
-    queues = next(d for d in dashboards if d["uid"] == "celery-queues")
-    graph = next(p for p in queues["panels"] if p["title"] == "Backlog per queue")
+    graph = panel(dashboards, "celery-queues", "Backlog per queue")
     defaults = graph["fieldConfig"]["defaults"]
     assert defaults["custom"]["thresholdsStyle"]["mode"] != "off"
-    assert BACKLOG_ALERT_THRESHOLD in [s["value"] for s in defaults["thresholds"]["steps"]]
+    assert BACKLOG_ALERT_THRESHOLD in steps(defaults["thresholds"])
+    # A queue with its own threshold gets its own line, named as its series (legend {{queue_name}}).
+    assert own_thresholds(graph) == {q: [None, t] for q, t in BACKLOG.overrides.items()}
+    for uid, title in (("celery-overview", "Backlog per queue"), ("celery-queues", "Backlog now")):
+        bars = panel(dashboards, uid, title)
+        assert steps(bars["fieldConfig"]["defaults"]["thresholds"])[-1] == BACKLOG_ALERT_THRESHOLD, title
+        assert {q: s[-1] for q, s in own_thresholds(bars).items()} == dict(BACKLOG.overrides), title
+    latency = panel(dashboards, "celery-queues", "Oldest waiting message age")
+    assert steps(latency["fieldConfig"]["defaults"]["thresholds"])[-1] == OLDEST_WAIT_CRIT_S
+    assert {q: s[-1] for q, s in own_thresholds(latency).items()} == dict(LATENCY.overrides)
+    ratio = panel(dashboards, "celery-overview", "Failure ratio")
+    assert steps(ratio["fieldConfig"]["defaults"]["thresholds"])[-1] == FAILURE_RATIO_CRIT
 
 
-def test_backlog_threshold_matches_the_alert_rule() -> None:
+def alert_rules(name: str) -> list[tuple[Path, dict[str, Any]]]:
+    """Every generated rule of alert `name` in prometheus/rules/ (production/ and demo/)."""
     found = []
-    for path in sorted((REPO / "prometheus" / "rules").rglob("*.y*ml")):  # production/ and demo/
+    for path in sorted((REPO / "prometheus" / "rules").rglob("*.y*ml")):
         for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
-            for rule in group.get("rules", []):
-                if rule.get("alert") == "CeleryQueueBacklog":
-                    numbers = re.findall(r">\s*([0-9.e+]+)", rule["expr"])
-                    found.append((path.relative_to(REPO), [float(n) for n in numbers]))
-    if not found:
+            found += [(path.relative_to(REPO), r) for r in group.get("rules", []) if r.get("alert") == name]
+    return found
+
+
+def test_backlog_threshold_matches_the_alert_rule(dashboards: list[dict[str, Any]]) -> None:
+    """The default rule compares with the configured default; a queue's own rule (an override in
+    alerting.yml, labelled with its queue) with its own threshold, which the dashboards use too."""
+    rules = alert_rules("CeleryQueueBacklog")
+    if not rules:
         pytest.skip("no CeleryQueueBacklog rule in prometheus/rules/ yet")
-    for path, numbers in found:
-        assert numbers == [BACKLOG_ALERT_THRESHOLD], (
-            f"{path}: CeleryQueueBacklog threshold {numbers} != grafana.common.BACKLOG_ALERT_THRESHOLD"
-        )
+    config = alerting.load()
+    over = panel(dashboards, "celery-overview", "Queues over threshold")["targets"][0]["expr"]
+    defaults = 0
+    for path, rule in rules:
+        numbers = [float(n) for n in re.findall(r">\s*([0-9.e+]+)", rule["expr"])]
+        queue = rule.get("labels", {}).get("queue_name")
+        if queue is None:
+            defaults += 1
+            assert numbers == [BACKLOG_ALERT_THRESHOLD], f"{path}: default rule {numbers} != {BACKLOG_ALERT_THRESHOLD}"
+            continue
+        own = config.params("CeleryQueueBacklog", "queue_name", queue)["threshold"]
+        assert numbers == [own], f"{path}: the rule of queue {queue} compares with {numbers}, alerting.yml says {own}"
+        if own != BACKLOG_ALERT_THRESHOLD:
+            assert BACKLOG.overrides[queue] == own
+            assert f'queue_name="{queue}"}} > {own}' in over, f"'Queues over threshold' ignores {queue}'s own threshold"
+            assert f'queue_name!="{queue}"' in over
+    assert defaults == len({path for path, _ in rules}), "one default rule per profile"
+
+
+def test_dashboards_read_recording_rules_that_exist(dashboards: list[dict[str, Any]]) -> None:
+    """Every `level:metric:operations` name a panel reads is a recording rule of the committed
+    prometheus/rules/<profile>/celery-recording.yml (what Prometheus actually loads)."""
+    for path in sorted((REPO / "prometheus" / "rules").glob("*/celery-recording.yml")):
+        committed = {r["record"] for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]}
+        assert committed == RECORDING_RULES, f"{path} is stale: run `python -m prometheus.generate`"
+    used = set()
+    for model in dashboards:
+        for p in panels(model):
+            for t in p["targets"]:
+                used |= set(re.findall(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b", t["expr"]))
+    assert used, "the dashboards read no recording rule"
+    assert used <= RECORDING_RULES, f"not recorded: {sorted(used - RECORDING_RULES)}"
+
+
+RAW_QUEUE_LENGTH = re.compile(r"(?<![:\w])celery_queue_length(?![:\w])")  # not inside a rule's name
+
+
+def test_raw_metrics_only_where_no_recording_rule_fits(dashboards: list[dict[str, Any]]) -> None:
+    """The alerting layer records the backlog per queue, the task event rates and the runtime
+    quantiles: panels read those. Flower's raw counter is left for what the rules sum away (per
+    worker) or cannot hold (the dashboard's time range)."""
+    for model in dashboards:
+        for p in panels(model):
+            for t in p["targets"]:
+                expr, where = t["expr"], f"{model['uid']} / {p['title']}"
+                assert not re.search(r"(?<![:\w])celery_queue_length(?![:\w])", expr), (
+                    f"{where}: use {Rec.QUEUE_LENGTH}"
+                )
+                assert "flower_task_runtime_seconds_bucket" not in expr, f"{where}: use the runtime rules"
+                if "flower_events_total" in expr:
+                    assert "$worker" in expr or "$__range" in expr, f"{where}: use the event rate rule"
 
 
 def test_empty_ok_entries_name_real_panels() -> None:

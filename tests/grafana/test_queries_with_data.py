@@ -1,7 +1,8 @@
 """Every dashboard query returns data from a real Prometheus holding metrics shaped like the
-exporter's and Flower's (synthetic, backfilled), with a real alert firing: wrong metric or
-label names, bad vector matching or a query that cannot show anything fail here, before the
-end-to-end stack test."""
+exporter's and Flower's (synthetic, backfilled), the alerting layer's recording rules evaluated
+over them (the committed prometheus/rules/production/celery-recording.yml, backfilled with
+promtool) and a real alert firing: wrong metric, rule or label names, bad vector matching or a
+query that cannot show anything fail here, before the end-to-end stack test."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from grafana.common import EmptyWhen
+from grafana.common import BACKLOG, EmptyWhen
 from grafana.queries import check_live, iter_queries, run_query
 from tests.grafana import synthetic
-from tests.grafana.prom import backfill, running_prometheus
-from tests.support.procs import wait_until
+from tests.grafana.prom import backfill, backfill_rules, running_prometheus
+from tests.support.procs import REPO, wait_until
+
+RECORDING_RULES = REPO / "prometheus" / "rules" / "production" / "celery-recording.yml"
 
 WINDOW_S = 20 * 60
 
@@ -26,6 +29,11 @@ def prometheus_with_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     end = float(int(time.time()))
     start = end - WINDOW_S
     backfill(synthetic.openmetrics(start, end), work / "tsdb", work)
+    with running_prometheus(work / "raw", tsdb_dir=work / "tsdb") as raw_url:
+        backfill_rules(RECORDING_RULES, raw_url, start, end, work / "recorded")
+    for block in (work / "recorded").iterdir():
+        if block.is_dir():
+            block.rename(work / "tsdb" / block.name)
     with running_prometheus(work, rules=synthetic.BACKLOG_RULES, tsdb_dir=work / "tsdb") as url:
         yield url, start, end
 
@@ -77,6 +85,36 @@ def test_a_selected_value_narrows_the_queries(prometheus_with_data: tuple[str, f
     assert float(backlog["value"][1]) == 50
     (without,) = run_query(url, queries["celery-overview", "Queues without consumers"].expr, at=end)
     assert float(without["value"][1]) == 1
+
+
+def test_queues_over_threshold_counts_overridden_queues_against_their_own(
+    prometheus_with_data: tuple[str, float, float],
+) -> None:
+    """As the alert does: `bulk` over the default threshold but under its own is not 'over'."""
+    url, _, end = prometheus_with_data
+    if not synthetic.BIG_QUEUE:
+        pytest.skip("prometheus/alerting.yml overrides no queue with a higher backlog threshold")
+    queries = {(q.dashboard_uid, q.panel_title): q for q in iter_queries() if q.ref_id == "A"}
+    (over,) = run_query(url, queries["celery-overview", "Queues over threshold"].expr, at=end)
+    assert float(over["value"][1]) == 1, "only `default` is over its threshold"
+    backlog = {
+        r["metric"]["queue_name"]: float(r["value"][1])
+        for r in run_query(url, queries["celery-overview", "Backlog per queue"].expr, at=end)
+    }
+    assert backlog[synthetic.BIG_QUEUE] == synthetic.BIG_QUEUE_BACKLOG > BACKLOG.default
+
+
+def test_worker_up_tells_a_killed_worker_from_flower_online(prometheus_with_data: tuple[str, float, float]) -> None:
+    url, _, end = prometheus_with_data
+    queries = {(q.dashboard_uid, q.panel_title): q for q in iter_queries() if q.ref_id == "A"}
+
+    def by_worker(panel: tuple[str, str]) -> dict[str, str]:
+        return {r["metric"]["worker"]: r["value"][1] for r in run_query(url, queries[panel].expr, at=end)}
+
+    up = by_worker(("celery-workers", "Worker up (exporter)"))
+    assert up == {w: "0" if w == synthetic.KILLED_WORKER else "1" for w in synthetic.WORKERS}
+    online = by_worker(("celery-workers", "Worker online (Flower)"))
+    assert online == dict.fromkeys(synthetic.WORKERS, "1"), "Flower never saw the kill"
 
 
 def test_the_check_reports_empty_panels(prometheus_with_data: tuple[str, float, float]) -> None:
