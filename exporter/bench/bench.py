@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""Benchmark: scrape time of celery-queue-exporter vs the client-bound floor vs redis_exporter.
+
+Seeds a throwaway redis-server (never the machine's shared one) with N queues x 4 priority lists
+in kombu's exact layout (real Celery protocol-2 messages, bindings, unacked hash and index), then
+for each N prints the median and p90 scrape time of:
+  - the exporter (/metrics over HTTP, end to end), with 1 message per list, with a backlog of
+    --backlog messages, and with --unacked unacked entries on top (first scrape and steady state);
+  - the floor: one pipelined LLEN of every list from a bare redis-py (hiredis) client;
+  - prometheus-redis-exporter --check-keys (Debian's redis_exporter), same data, same run;
+and the Redis round trips per exporter scrape. `--memory-scrapes` measures the exporter's RSS
+across that many scrapes instead.
+
+    .venv/bin/python exporter/bench/bench.py                      # full run (takes a while)
+    .venv/bin/python exporter/bench/bench.py --sizes 10,100 --backlog 10000 --unacked 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import redis
+
+SEP = "\x06\x16"
+STEPS = (0, 3, 6, 9)
+HERE = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                resp.read()
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"bench: {url} did not answer within {timeout}s")
+
+
+class Child:
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        self._fh = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        self._fh.close()
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+def template_message(workdir: Path) -> str:
+    """One message exactly as Celery 5 / kombu publish it, taken from a scratch redis-server."""
+    from celery import Celery
+
+    port = free_port()
+    server = Child(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
+        workdir / "template-redis.log",
+    )
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(50):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        app = Celery("bench", broker=f"redis://127.0.0.1:{port}/0", set_as_current=False)
+        app.send_task(
+            "proj.tasks.process_order",
+            args=[12345, "customer@example.com"],
+            kwargs={"priority": "normal", "retries": 3},
+            queue="TEMPLATEQ",
+        )
+        app.close()
+        return client.lindex("TEMPLATEQ", -1).decode()
+    finally:
+        server.stop()
+
+
+class Seeder:
+    def __init__(self, client: redis.Redis, template: str) -> None:
+        self.client = client
+        msg = json.loads(template)
+        self.tag = msg["properties"]["delivery_tag"]
+        self.task_id = msg["headers"]["id"]
+        self.template = template.replace("TEMPLATEQ", "{queue}")
+        self.counter = 0
+
+    def message(self, queue: str) -> str:
+        self.counter += 1
+        tag = f"{self.counter:08x}-0000-4000-8000-{uuid.uuid4().hex[:12]}"
+        return self.template.replace(self.tag, tag).replace(self.task_id, tag).replace("{queue}", queue)
+
+    def queues(self, n: int) -> list[str]:
+        return [f"queue{i:05d}" for i in range(n)]
+
+    def seed_layout(self, n: int, per_list: int) -> None:
+        client = self.client
+        client.flushdb()
+        pipe = client.pipeline(transaction=False)
+        for i, q in enumerate(self.queues(n)):
+            member = f"{q}{SEP}{SEP}{q}"
+            pipe.sadd(f"_kombu.binding.{q}", member)
+            pipe.sadd(f"_kombu.binding_permanent.{q}", member)
+            for step in STEPS:
+                key = q if step == 0 else f"{q}{SEP}{step}"
+                pipe.lpush(key, *[self.message(q) for _ in range(per_list)])
+            if i % 500 == 499:
+                pipe.execute()
+        # Celery's own plumbing, which the exporter must skip
+        pipe.sadd("_kombu.binding.celery.pidbox", f"{SEP}{SEP}worker1@host.celery.pidbox")
+        pipe.sadd("_kombu.binding.celeryev", f"worker.#{SEP}{SEP}celeryev.abc")
+        pipe.execute()
+
+    def add_backlog(self, n: int, total: int) -> None:
+        """LPUSH (at the head, as producers do) until the lists hold `total` messages in all."""
+        keys = [q if step == 0 else f"{q}{SEP}{step}" for q in self.queues(n) for step in STEPS]
+        have = sum(self._llen_all(keys))
+        missing = max(total - have, 0)
+        per_key, extra = divmod(missing, len(keys))
+        pipe = self.client.pipeline(transaction=False)
+        batch = 0
+        for i, key in enumerate(keys):
+            count = per_key + (1 if i < extra else 0)
+            q = key.split(SEP)[0]
+            while count:
+                chunk = min(count, 1000)
+                pipe.lpush(key, *[self.message(q) for _ in range(chunk)])
+                count -= chunk
+                batch += chunk
+                if batch >= 20000:
+                    pipe.execute()
+                    batch = 0
+        pipe.execute()
+
+    def add_unacked(self, n: int, count: int) -> None:
+        queues = self.queues(n)
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        for i in range(count):
+            q = queues[i % n]
+            raw = self.message(q)
+            tag = json.loads(raw)["properties"]["delivery_tag"]
+            pipe.hset("unacked", tag, json.dumps([json.loads(raw), q, q]))
+            pipe.zadd("unacked_index", {tag: now - 3600 + i * 0.01})
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.execute()
+
+    def _llen_all(self, keys: list[str]) -> list[int]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        return pipe.execute()
+
+
+def timed_get(url: str) -> tuple[float, bytes]:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=120) as resp:
+        body = resp.read()
+    return time.perf_counter() - started, body
+
+
+def stats(times: list[float]) -> tuple[float, float]:
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p90 * 1000
+
+
+def measure(fn, repeats: int, budget: float) -> tuple[float, float, int]:
+    """Median and p90 ms of fn() over `repeats` runs (fewer if they would exceed `budget` s)."""
+    fn()  # warm-up
+    times: list[float] = []
+    deadline = time.monotonic() + budget
+    while len(times) < repeats and (len(times) < 3 or time.monotonic() < deadline):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    median, p90 = stats(times)
+    return median, p90, len(times)
+
+
+def measure_interleaved(fns: dict, repeats: int, budget: float) -> dict[str, tuple[float, float, int]]:
+    """Like measure(), taking turns between the functions so that they share the same load."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    deadline = time.monotonic() + budget * len(fns)
+    rounds = 0
+    while rounds < repeats and (rounds < 3 or time.monotonic() < deadline):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+        rounds += 1
+    return {name: (*stats(t), len(t)) for name, t in times.items()}
+
+
+def floor_fn(client: redis.Redis, keys: list[str]):
+    def run() -> None:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        pipe.execute()
+
+    return run
+
+
+def exporter_fn(url: str, check_total: int | None = None):
+    def run() -> None:
+        _, body = timed_get(url)
+        if check_total is not None:
+            total = sum(float(v) for v in re.findall(rb"^celery_queue_length\{[^}]*\} (\S+)$", body, re.M))
+            if int(total) != check_total:
+                raise SystemExit(f"bench: the exporter reported {total} ready messages, expected {check_total}")
+
+    return run
+
+
+def round_trips(url: str) -> int:
+    _, body = timed_get(url)
+    match = re.search(rb"^celery_exporter_redis_round_trips (\S+)$", body, re.M)
+    return int(float(match.group(1))) if match else -1
+
+
+def commands_per_scrape(client: redis.Redis, url: str, scrapes: int = 5) -> float:
+    """Top-level commands the exporter sends per scrape, counted by Redis itself (pipelined ones too)."""
+
+    def calls() -> int:
+        info = client.info("commandstats")
+        return sum(info.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha_ro", "eval_ro", "zrange", "zmscore"))
+
+    before = calls()
+    for _ in range(scrapes):
+        timed_get(url)
+    return (calls() - before) / scrapes
+
+
+def start_exporter(redis_url: str, workdir: Path, extra: list[str] = ()) -> tuple[Child, str]:
+    port = free_port()
+    argv = [
+        str(VENV_BIN / "celery-queue-exporter"),
+        "--broker-url",
+        redis_url,
+        "--port",
+        str(port),
+        "--max-queues",
+        "100000",
+        "--consumers-interval",
+        "0",
+        "--redis-timeout",
+        "30",
+        *extra,
+    ]
+    child = Child(argv, workdir / f"exporter-{port}.log")
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_http(url, timeout=120)
+    return child, url
+
+
+def start_redis_exporter(redis_port: int, workdir: Path) -> tuple[Child, str] | None:
+    binary = shutil.which("prometheus-redis-exporter")
+    if binary is None:
+        return None
+    port = free_port()
+    argv = [
+        binary,
+        f"--redis.addr=redis://127.0.0.1:{redis_port}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--check-keys=db0=queue*",
+    ]
+    child = Child(argv, workdir / f"redis-exporter-{port}.log")
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_http(url, timeout=60)
+    return child, url
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, redis-server {redis_version.removeprefix('v=')}"
+    )
+
+
+def fmt(median_p90: tuple[float, float, int] | None) -> str:
+    if median_p90 is None:
+        return "n/a"
+    median, p90, _ = median_p90
+    return f"{median:.1f} / {p90:.1f}"
+
+
+def run_sizes(args: argparse.Namespace, workdir: Path) -> None:
+    port = free_port()
+    server = Child(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        workdir / "redis.log",
+    )
+    client = redis.Redis(port=port, socket_timeout=300)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    template = template_message(workdir)
+    shallow_client = redis.Redis(port=port, db=0, socket_timeout=300)
+    deep_client = redis.Redis(port=port, db=1, socket_timeout=300)
+    shallow_seeder, deep_seeder = Seeder(shallow_client, template), Seeder(deep_client, template)
+    shallow_url, deep_url = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
+    print(f"machine: {machine()}")
+    print(
+        f"message: {len(shallow_seeder.message('queue00000'))} bytes (Celery 5 protocol 2, as published); "
+        f"backlog {args.backlog:,} messages, {args.unacked:,} unacked entries"
+    )
+    print()
+    header = (
+        "| N queues (x4 lists) | exporter, 1 msg/list | same, --message-age false | exporter, backlog "
+        "| exporter, backlog + unacked (steady) | first scrape with new unacked | floor: pipelined LLEN "
+        "| floor, backlog | redis_exporter --check-keys | round trips / scrape: without, with unacked "
+        "(commands Redis counted) |"
+    )
+    print(header)
+    print("|---:" * (header.count("|") - 1) + "|")
+    try:
+        for n in args.sizes:
+            # Same N in two databases of one server: db 0 with 1 message per list, db 1 with the
+            # backlog. Measurements are interleaved, so both see the same machine load.
+            keys = [q if s == 0 else f"{q}{SEP}{s}" for q in shallow_seeder.queues(n) for s in STEPS]
+            shallow_seeder.seed_layout(n, per_list=1)
+            deep_seeder.seed_layout(n, per_list=1)
+            deep_seeder.add_backlog(n, args.backlog)
+            children = []
+            try:
+                exporter, url = start_exporter(shallow_url, workdir)
+                children.append(exporter)
+                no_age_exporter, no_age_url = start_exporter(shallow_url, workdir, ["--message-age", "false"])
+                children.append(no_age_exporter)
+                deep_exporter, deep_url_metrics = start_exporter(deep_url, workdir)
+                children.append(deep_exporter)
+                results = measure_interleaved(
+                    {
+                        "shallow": exporter_fn(url, check_total=len(keys)),
+                        "no_age": exporter_fn(no_age_url, check_total=len(keys)),
+                        "deep": exporter_fn(deep_url_metrics, check_total=max(args.backlog, len(keys))),
+                        "floor": floor_fn(shallow_client, keys),
+                        "floor_deep": floor_fn(deep_client, keys),
+                    },
+                    args.repeats,
+                    args.budget,
+                )
+                rx = start_redis_exporter(port, workdir)
+                redis_exp = None
+                if rx is not None:
+                    try:
+                        redis_exp = measure(exporter_fn(rx[1]), args.repeats, args.budget)
+                    finally:
+                        rx[0].stop()
+                trips_no_unacked = round_trips(deep_url_metrics)
+                deep_seeder.add_unacked(n, args.unacked)
+                first, _ = timed_get(deep_url_metrics)
+                with_unacked = measure(exporter_fn(deep_url_metrics), args.repeats, args.budget)
+                trips = round_trips(deep_url_metrics)
+                counted = commands_per_scrape(deep_client, deep_url_metrics)
+            finally:
+                for child in children:
+                    child.stop()
+            print(
+                f"| {n:,} | {fmt(results['shallow'])} | {fmt(results['no_age'])} | {fmt(results['deep'])} "
+                f"| {fmt(with_unacked)} | {first * 1000:.0f} | {fmt(results['floor'])} | {fmt(results['floor_deep'])} "
+                f"| {fmt(redis_exp)} | {trips_no_unacked}, {trips} ({counted:g}) |",
+                flush=True,
+            )
+            shallow_client.flushdb()
+            deep_client.flushdb()
+    finally:
+        server.stop()
+    print()
+    print("Times in ms, median / p90 of end-to-end HTTP GET /metrics (floor: in-process pipeline).")
+    print(
+        f"bench: {' '.join(sys.argv[1:]) or '(defaults)'}; "
+        f"finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+def run_memory(args: argparse.Namespace, workdir: Path) -> None:
+    port = free_port()
+    server = Child(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        workdir / "redis.log",
+    )
+    client = redis.Redis(port=port, socket_timeout=60)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    seeder = Seeder(client, template_message(workdir))
+    n = args.memory_queues
+    seeder.seed_layout(n, per_list=5)
+    exporter, url = start_exporter(f"redis://127.0.0.1:{port}/0", workdir)
+    print(f"machine: {machine()}")
+    print(
+        f"memory: {args.memory_scrapes:,} scrapes of {n} queues, tails and unacked entries changing "
+        "between scrapes (new delivery tags every scrape)"
+    )
+    print("| scrapes | exporter RSS (MiB) |")
+    print("|---:|---:|")
+    try:
+        queues = seeder.queues(n)
+        for i in range(args.memory_scrapes + 1):
+            if i % max(args.memory_scrapes // 10, 1) == 0:
+                print(f"| {i:,} | {exporter.rss_kib() / 1024:.1f} |", flush=True)
+            # churn: a message leaves every list tail and a new one arrives; unacked entries come and go
+            q = queues[i % n]
+            pipe = client.pipeline(transaction=False)
+            pipe.rpop(q)
+            pipe.lpush(q, seeder.message(q))
+            raw = seeder.message(q)
+            tag = json.loads(raw)["properties"]["delivery_tag"]
+            pipe.hset("unacked", tag, json.dumps([json.loads(raw), q, q]))
+            pipe.zadd("unacked_index", {tag: time.time()})
+            if i >= 50:
+                old = client.zrange("unacked_index", 0, 0)
+                if old:
+                    pipe.zrem("unacked_index", old[0])
+                    pipe.hdel("unacked", old[0])
+            pipe.execute()
+            timed_get(url)
+    finally:
+        exporter.stop()
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,100,1000,10000", help="queue counts N (comma-separated)")
+    parser.add_argument("--backlog", type=int, default=1_000_000, help="messages waiting in all, per N")
+    parser.add_argument("--unacked", type=int, default=100_000, help="unacked entries, per N")
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per measurement")
+    parser.add_argument("--budget", type=float, default=30.0, help="seconds per measurement at most (min 3 runs)")
+    parser.add_argument("--memory-scrapes", type=int, default=0, help="instead: RSS across this many scrapes")
+    parser.add_argument("--memory-queues", type=int, default=100)
+    args = parser.parse_args()
+    args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    with tempfile.TemporaryDirectory(prefix="celery-exporter-bench-") as tmp:
+        if args.memory_scrapes:
+            run_memory(args, Path(tmp))
+        else:
+            run_sizes(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

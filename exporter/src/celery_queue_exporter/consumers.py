@@ -1,0 +1,120 @@
+"""Workers per queue, from Celery's `inspect active_queues`, in a background thread of its own.
+
+A broadcast waits for replies (1 s by default), so it never runs inside a scrape. It is the only
+part of the exporter that writes to Redis, through Celery itself: PUBLISH of the broadcast, and
+the reply queue Celery declares and pops. A read-only ACL user cannot do it: the metric is then
+absent and the log says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from celery_queue_exporter.connection import redact_url
+
+log = logging.getLogger(__name__)
+# Found with Redis' ACL LOG against Celery 5.7 / kombu 5.7, on top of the exporter's own read-only user.
+INSPECT_NEEDS = (
+    "Celery's inspect needs PUBLISH for the broadcast and, for its reply queue, MULTI EXEC EVALSHA "
+    "SCRIPT|EXISTS SADD SREM ZADD SET DEL BRPOP TIME"
+)
+
+
+class ConsumersReading:
+    def __init__(
+        self,
+        broker_url: str,
+        interval: float,
+        timeout: float,
+        transport_options: Mapping[str, Any],
+    ) -> None:
+        self.broker_url = broker_url
+        self.interval = interval
+        self.timeout = timeout
+        self.transport_options = dict(transport_options)
+        self._snapshot: tuple[float, dict[str, int]] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_problem: str | None = None
+        self._app: Any = None
+
+    def snapshot(self) -> tuple[float, dict[str, int]] | None:
+        """(unix time of the reading, workers per queue), or None while no reading succeeded."""
+        with self._lock:
+            return self._snapshot
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="consumers-reading", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout + 5)
+        if self._app is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail: nothing to do
+                self._app.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.read_once()
+            self._stop.wait(self.interval)
+
+    def read_once(self) -> None:
+        try:
+            counts = self._inspect()
+        except ImportError:
+            self._problem(
+                "celery is not installed (pip install 'celery-queue-exporter[celery]'): "
+                "celery_queue_consumers is not exported"
+            )
+            self._stop.set()
+            return
+        except Exception as exc:  # noqa: BLE001 - any broker or permission error: report, retry later
+            text = str(exc)
+            if "NOPERM" in text or "no permissions" in text:
+                why = (
+                    "the Redis user may not run it (Celery's inspect needs PUBLISH, and to declare and "
+                    "pop its reply queue: SADD, LPUSH, BRPOP); celery_queue_consumers is not exported"
+                )
+            else:
+                why = "celery_queue_consumers is kept from the last good reading, if any"
+            self._problem(f"inspect active_queues failed: {type(exc).__name__}: {redact_url(text)}; {why}")
+            if "NOPERM" in text:
+                with self._lock:
+                    self._snapshot = None
+            return
+        with self._lock:
+            self._snapshot = (time.time(), counts)
+        if self._last_problem is not None:
+            log.info("inspect active_queues works again")
+            self._last_problem = None
+
+    def _problem(self, message: str) -> None:
+        if message != self._last_problem:
+            log.warning("%s", message)
+        self._last_problem = message
+
+    def _inspect(self) -> dict[str, int]:
+        if self._app is None:
+            from celery import Celery
+
+            app = Celery("celery-queue-exporter", broker=self.broker_url, set_as_current=False)
+            app.conf.broker_transport_options = self.transport_options
+            app.conf.broker_connection_retry_on_startup = False
+            app.conf.broker_connection_max_retries = 0
+            self._app = app
+        replies = self._app.control.inspect(timeout=self.timeout).active_queues() or {}
+        counts: Counter[str] = Counter()
+        for queues in replies.values():
+            for name in {q.get("name") for q in queues or () if isinstance(q, dict)}:
+                if name:
+                    counts[name] += 1
+        return dict(counts)

@@ -1,0 +1,78 @@
+"""The exporter works for a Redis ACL user that has no write command (the line the README documents)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.exporter.test_unacked_and_ages import sample
+
+PASSWORD = "s3cret-Pa55"
+# Kept identical to the README's "Read-only Redis user" section.
+ACL_RULES = (
+    "on >{password} ~* resetchannels -@all +@read +@connection -client +client|setname +select +evalsha_ro +eval_ro"
+)
+
+
+def test_read_only_acl_user(redis_server, start_exporter, start_worker, celery_producer):
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", "exporter", *ACL_RULES.format(password=PASSWORD).split())
+    ro = redis.Redis(host="127.0.0.1", port=redis_server.port, username="exporter", password=PASSWORD)
+    assert ro.llen("anything") == 0
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        ro.lpush("anything", "x")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        ro.publish("chan", "x")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        ro.execute_command("EVAL", "return 1", 0)  # a script that might write is refused too
+
+    start_worker(redis_server.url, ["held"])
+    app = celery_producer(redis_server.url)
+    app.send_task("tests.noop", queue="held", countdown=600)
+    for priority in (0, 5, 9):
+        app.send_task("tests.noop", queue="waiting", priority=priority)
+
+    url = f"redis://exporter:{PASSWORD}@127.0.0.1:{redis_server.port}/0"
+    exporter = start_exporter("--broker-url", url, "--consumers-interval", "0.5", "--consumers-timeout", "0.5")
+    samples = exporter.wait_for("celery_queue_unacked", 1, queue_name="held")
+    assert sample(samples, "celery_broker_up") == 1
+    assert sample(samples, "celery_queue_length", queue_name="waiting") == 3
+    text = exporter.text()
+    assert PASSWORD not in text
+    # inspect needs PUBLISH: without it the consumers metric is absent and the log says why
+    assert "celery_queue_consumers{" not in text
+
+    def logged() -> bool:
+        return "inspect active_queues failed" in exporter.proc.log()
+
+    from tests.support.procs import wait_until
+
+    wait_until(logged, 15, "the log line about inspect")
+    log = exporter.proc.log()
+    assert "NOPERM" in log or "no permissions" in log
+    assert PASSWORD not in log
+
+
+# The broker of this stack (redis/users.acl): read-only, plus only the keys `inspect` owns.
+INSPECT_ACL_RULES = (
+    "on >{password} resetkeys %R~* %RW~*.reply.celery.pidbox* %RW~_kombu.binding.reply.celery.pidbox "
+    "%RW~_kombu.binding_deadlines %RW~unacked_mutex resetchannels &*.celery.pidbox -@all +@read +@connection "
+    "-client +client|setname +select +evalsha_ro +eval_ro +publish +multi +exec +sadd +srem +zadd +set +del "
+    "+brpop +time +evalsha +script|exists +script|load"
+)
+
+
+def test_acl_with_inspect_keys_only_gives_consumers(redis_server, start_exporter, start_worker):
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", "exporter", *INSPECT_ACL_RULES.format(password=PASSWORD).split())
+    ro = redis.Redis(host="127.0.0.1", port=redis_server.port, username="exporter", password=PASSWORD)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        ro.lpush("default", "x")  # no write to a task queue
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        ro.hset("unacked", "t", "x")
+
+    start_worker(redis_server.url, ["watched"])
+    url = f"redis://exporter:{PASSWORD}@127.0.0.1:{redis_server.port}/0"
+    exporter = start_exporter("--broker-url", url, "--consumers-interval", "0.5", "--consumers-timeout", "1")
+    exporter.wait_for("celery_queue_consumers", 1, queue_name="watched")
+    assert "inspect active_queues failed" not in exporter.proc.log()
