@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from celery_queue_exporter.exposition import labelled, render
 from tests.exporter.test_unacked_and_ages import sample, wait_value
-from tests.support.procs import tool
+from tests.support.procs import tool, wait_until
 
 
 def test_consumers_per_queue(redis_server, start_exporter, start_worker):
@@ -27,6 +27,33 @@ def test_consumers_per_queue(redis_server, start_exporter, start_worker):
     redis_server.client().lpush("orphan", "{}")
     exporter2 = start_exporter("--broker-url", redis_server.url, "--queues", "orphan", "--consumers-interval", "0.5")
     wait_value(exporter2, "celery_queue_consumers", lambda v: v == 0, queue_name="orphan")
+
+
+def test_a_killed_worker_turns_worker_up_to_0_and_its_series_ends_after_the_grace_period(
+    redis_server, start_exporter, start_worker
+):
+    survivor = start_worker(redis_server.url, ["shared"])
+    victim = start_worker(redis_server.url, ["shared"])
+    exporter = start_exporter(
+        "--broker-url", redis_server.url, "--consumers-interval", "0.5", "--worker-grace-period", "4"
+    )
+    samples = exporter.wait_for("celery_queue_consumers", 2, queue_name="shared")
+    up = {labels: v for (name, labels), v in samples.items() if name == "celery_worker_up"}
+    assert sorted(up.values()) == [1, 1], up
+    # SIGKILL: no worker-offline event, no goodbye; it just stops answering inspect.
+    victim.kill()
+    victim.popen.wait(timeout=10)
+    samples = exporter.wait_for("celery_queue_consumers", 1, queue_name="shared")
+    up = {dict(labels)["worker"]: v for (name, labels), v in samples.items() if name == "celery_worker_up"}
+    assert sorted(up.values()) == [0, 1], up
+    assert survivor.name in next(w for w, v in up.items() if v == 1)
+    assert victim.name in next(w for w, v in up.items() if v == 0)
+    # past the grace period the dead worker's series is gone, the living one stays
+    wait_until(
+        lambda: "celery_worker_up" in exporter.text() and victim.name not in exporter.text(),
+        15,
+        "the dead worker's series to disappear",
+    )
 
 
 def test_consumers_metric_absent_when_disabled(redis_server, start_exporter):

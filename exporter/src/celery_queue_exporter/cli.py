@@ -120,5 +120,11 @@ def build_collector(config: Config, client: Any, static_queues: Sequence[str]) -
         }
         if config.sentinel_master:
             options["master_name"] = config.sentinel_master
-        consumers = ConsumersReading(config.broker_url, config.consumers_interval, config.consumers_timeout, options)
+        consumers = ConsumersReading(
+            config.broker_url,
+            config.consumers_interval,
+            config.consumers_timeout,
+            options,
+            worker_grace_period=config.worker_grace_period,
+        )
     return QueueCollector(reader, config.visibility_timeout, consumers)

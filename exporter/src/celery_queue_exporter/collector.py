@@ -30,6 +30,8 @@ HELP = {
     "celery_queue_consumers": "Workers consuming the queue, from the last background inspect active_queues.",
     "celery_queue_consumers_timestamp_seconds": "Unix time of the last successful inspect active_queues "
     "reading behind celery_queue_consumers.",
+    "celery_worker_up": "1 if the worker answered the last background inspect active_queues, 0 if it "
+    "answered an earlier one (within --worker-grace-period) but not that one: stopped, killed or stuck.",
     "celery_broker_up": "1 if this scrape could read the Redis broker, else 0.",
     "celery_broker_visibility_timeout_seconds": "kombu's visibility_timeout the exporter was configured "
     "with: unacked messages older than this are redelivered.",
@@ -146,4 +148,13 @@ class QueueCollector(Collector):
         )
         yield gauge(
             "celery_queue_consumers_timestamp_seconds", HELP["celery_queue_consumers_timestamp_seconds"], taken_at
+        )
+        workers = self.consumers.workers()
+        names = sorted(workers)
+        yield labelled(
+            "celery_worker_up",
+            HELP["celery_worker_up"],
+            ("worker",),
+            [(w,) for w in names],
+            [workers[w] for w in names],
         )

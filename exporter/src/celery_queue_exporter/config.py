@@ -231,6 +231,14 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option("consumers_timeout", _positive_float, 1.0, "seconds to wait for workers' replies", "SECONDS"),
+    Option(
+        "worker_grace_period",
+        _non_negative_float,
+        3600.0,
+        "seconds a worker that stopped answering inspect keeps reporting celery_worker_up 0 before its "
+        "series is dropped",
+        "SECONDS",
+    ),
     Option("log_level", _log_level, "INFO", "debug, info, warning or error", "LEVEL"),
 )
 OPTIONS_BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -257,6 +265,7 @@ class Config:
     message_age: bool
     consumers_interval: float
     consumers_timeout: float
+    worker_grace_period: float
     log_level: str
     config_file: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # option -> where its value came from

@@ -1,4 +1,8 @@
-"""Workers per queue, from Celery's `inspect active_queues`, in a background thread of its own.
+"""Workers per queue, and which workers answer at all, from Celery's `inspect active_queues`, in a
+background thread of its own.
+
+A worker killed with SIGKILL sends no worker-offline event, so Flower keeps it "online"; here it
+simply stops answering, and celery_worker_up turns 0 for it until worker_grace_period has passed.
 
 A broadcast waits for replies (1 s by default), so it never runs inside a scrape. It is the only
 part of the exporter that writes to Redis, through Celery itself: PUBLISH of the broadcast, and
@@ -33,12 +37,16 @@ class ConsumersReading:
         interval: float,
         timeout: float,
         transport_options: Mapping[str, Any],
+        worker_grace_period: float = 3600.0,
     ) -> None:
         self.broker_url = broker_url
         self.interval = interval
         self.timeout = timeout
         self.transport_options = dict(transport_options)
+        self.worker_grace_period = worker_grace_period
         self._snapshot: tuple[float, dict[str, int]] | None = None
+        self._last_seen: dict[str, float] = {}  # worker -> time of the last reading it answered
+        self._workers: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -49,6 +57,12 @@ class ConsumersReading:
         """(unix time of the reading, workers per queue), or None while no reading succeeded."""
         with self._lock:
             return self._snapshot
+
+    def workers(self) -> dict[str, int]:
+        """Worker -> 1 if it answered the last successful reading, 0 if it answered an earlier one
+        within worker_grace_period but not that one."""
+        with self._lock:
+            return dict(self._workers)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="consumers-reading", daemon=True)
@@ -69,7 +83,7 @@ class ConsumersReading:
 
     def read_once(self) -> None:
         try:
-            counts = self._inspect()
+            counts, answering = self._inspect()
         except ImportError:
             self._problem(
                 "celery is not installed (pip install 'celery-queue-exporter[celery]'): "
@@ -90,9 +104,15 @@ class ConsumersReading:
             if "NOPERM" in text:
                 with self._lock:
                     self._snapshot = None
+                    self._workers = {}
             return
+        now = time.time()
         with self._lock:
-            self._snapshot = (time.time(), counts)
+            self._snapshot = (now, counts)
+            for worker in answering:
+                self._last_seen[worker] = now
+            self._last_seen = {w: t for w, t in self._last_seen.items() if now - t <= self.worker_grace_period}
+            self._workers = {w: int(t == now) for w, t in self._last_seen.items()}
         if self._last_problem is not None:
             log.info("inspect active_queues works again")
             self._last_problem = None
@@ -102,7 +122,8 @@ class ConsumersReading:
             log.warning("%s", message)
         self._last_problem = message
 
-    def _inspect(self) -> dict[str, int]:
+    def _inspect(self) -> tuple[dict[str, int], list[str]]:
+        """(workers per queue, the workers that answered)."""
         if self._app is None:
             from celery import Celery
 
@@ -117,4 +138,4 @@ class ConsumersReading:
             for name in {q.get("name") for q in queues or () if isinstance(q, dict)}:
                 if name:
                     counts[name] += 1
-        return dict(counts)
+        return dict(counts), list(replies)
