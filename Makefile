@@ -53,8 +53,10 @@ format: venv
 test: venv tools lint
 	@$(VENV)/bin/pytest
 
-bench: venv tools
+bench: venv
+	@native/install-tools.sh --bench
 	@$(PY) exporter/bench/bench.py
+	@$(PY) -m prometheus.bench.alert_latency
 
 dashboards: venv
 	@$(PY) -m grafana.generate

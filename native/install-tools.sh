@@ -6,6 +6,20 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 tools="$here/.tools"
+
+# --bench: also Debian's redis_exporter (the exporter benchmark's comparison), unpacked into
+# .tools/ like the others: installing the package would start its service.
+if [ "${1:-}" = "--bench" ]; then
+  "$0"
+  [ -x "$tools/bin/prometheus-redis-exporter" ] && exit 0
+  mkdir -p "$tools/debs" "$tools/bin" "$tools/root"
+  (cd "$tools/debs" && apt-get download -qq prometheus-redis-exporter >/dev/null 2>&1) || {
+    apt-get update -qq >/dev/null && (cd "$tools/debs" && apt-get download -qq prometheus-redis-exporter >/dev/null); }
+  dpkg-deb -x "$tools"/debs/prometheus-redis-exporter_*.deb "$tools/root"
+  ln -sf ../root/usr/bin/prometheus-redis-exporter "$tools/bin/prometheus-redis-exporter"
+  echo "install-tools: $("$tools/bin/prometheus-redis-exporter" --version 2>&1 | head -n 1) in .tools/bin"
+  exit 0
+fi
 want_prom=$(sed -n 's|.*image: *prom/prometheus:v\([0-9]*\.[0-9]*\)\..*|\1|p' "$here/docker-compose.yml")
 want_am=$(sed -n 's|.*image: *prom/alertmanager:v\([0-9]*\.[0-9]*\)\..*|\1|p' "$here/docker-compose.yml")
 [ -n "$want_prom" ] && [ -n "$want_am" ] || { echo "install-tools: cannot read the pinned versions from docker-compose.yml" >&2; exit 1; }

@@ -295,7 +295,9 @@ def start_exporter(redis_url: str, workdir: Path, extra: list[str] = ()) -> tupl
 
 
 def start_redis_exporter(redis_port: int, workdir: Path) -> tuple[Child, str] | None:
-    binary = shutil.which("prometheus-redis-exporter")
+    # `make bench` unpacks Debian's package into .tools/bin (see native/install-tools.sh --bench)
+    tools_bin = Path(__file__).resolve().parents[2] / ".tools" / "bin"
+    binary = shutil.which("prometheus-redis-exporter", path=f"{tools_bin}:{os.environ.get('PATH', '')}")
     if binary is None:
         return None
     port = free_port()

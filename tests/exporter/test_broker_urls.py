@@ -146,7 +146,8 @@ def test_sentinel(tmp_path: Path, start_exporter, celery_producer):
     conf.write_text(
         f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\nsentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
     )
-    sentinel = Proc(f"sentinel-{sentinel_port}", ["redis-sentinel", str(conf)], tmp_path)
+    # redis-server in sentinel mode is what Debian's redis-sentinel package runs (no extra package).
+    sentinel = Proc(f"sentinel-{sentinel_port}", ["redis-server", str(conf), "--sentinel"], tmp_path)
     try:
         wait_until(
             lambda: redis.Redis(port=sentinel_port).execute_command("SENTINEL", "get-master-addr-by-name", "mymaster"),
