@@ -93,18 +93,14 @@ def test_a_sigkilled_worker_is_delivered_as_worker_down(stack: LocalStack) -> No
         return stack.query('flower_worker_online{worker=~"e2e-worker@.*"} == 1')
 
     worker = wait_until(flower_online, 30, "Flower to report the worker online")[0]["metric"]["worker"]
-    has_worker_up = "celery_worker_up" in stack.exporter_metrics()
-    if has_worker_up:
-        query = f'celery_worker_up{{worker="{worker}"}} == 1'
-        wait_until(lambda: stack.query(query), 20, "the exporter to see the worker answer")
+    query = f'celery_worker_up{{worker="{worker}"}} == 1'
+    wait_until(lambda: stack.query(query), 20, "the exporter to see the worker answer")
     killed_at = time.time()
     stack.stop_component("worker", signal.SIGKILL)  # a crash: no worker-offline event, nothing cleaned up
 
     # Why Flower's signal cannot be the alert: well past two missed heartbeats, still "online".
     time.sleep(10)
     assert flower_online(), "Flower marked the SIGKILLed worker offline after all"
-    if not has_worker_up:
-        pytest.skip("the exporter does not export celery_worker_up yet (CeleryWorkerDown's signal)")
 
     down = wait_until(
         lambda: notifications(stack, "CeleryWorkerDown", "firing", worker=worker), 60, "CeleryWorkerDown delivered"

@@ -241,6 +241,9 @@ class LocalStack:
                 "127.0.0.1",
                 "--port",
                 str(self.ports["exporter"]),
+                # workers per queue and celery_worker_up within a second, as the short intervals here
+                "--consumers-interval",
+                "1",
             ],
         )
         self._start(
