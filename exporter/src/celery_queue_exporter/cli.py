@@ -22,6 +22,7 @@ from celery_queue_exporter.discovery import QueueSet
 from celery_queue_exporter.exposition import render
 from celery_queue_exporter.reader import BrokerReader
 from celery_queue_exporter.server import MetricsServer, landing_page
+from celery_queue_exporter.web_config import WebConfigError, load_web_config
 
 log = logging.getLogger("celery_queue_exporter")
 USAGE_ERROR = 2
@@ -46,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=config.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         client = make_client(config.broker_url, config.redis_timeout, config.sentinel_master)
-    except (ConfigError, BrokerUrlError) as exc:
+        web = load_web_config(config.web_config_file) if config.web_config_file else None
+    except (ConfigError, BrokerUrlError, WebConfigError) as exc:
         print(f"celery-queue-exporter: error: {redact_url(str(exc))}", file=sys.stderr)
         return USAGE_ERROR
 
@@ -63,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.port,
             lambda: render(registry.collect()),
             landing_page(redact_url(config.broker_url), __version__),
+            web,
         )
     except OSError as exc:
         print(
@@ -83,10 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if collector.consumers is not None:
         collector.consumers.start()
     log.info(
-        "celery-queue-exporter %s serving http://%s:%d/metrics for broker %s (queues: %s)",
+        "celery-queue-exporter %s serving %s://%s:%d/metrics%s for broker %s (queues: %s)",
         __version__,
+        web.scheme if web else "http",
         config.address,
         server.port,
+        " (basic auth)" if web and web.auth else "",
         redact_url(config.broker_url),
         ",".join(static) or "discovered from bindings",
     )

@@ -239,6 +239,14 @@ OPTIONS: tuple[Option, ...] = (
         "series is dropped",
         "SECONDS",
     ),
+    Option(
+        "web_config_file",
+        _text,
+        None,
+        "TLS and basic auth for /metrics, in the web configuration format of Prometheus' exporters "
+        "(tls_server_config, basic_auth_users with bcrypt hashes)",
+        "FILE",
+    ),
     Option("log_level", _log_level, "INFO", "debug, info, warning or error", "LEVEL"),
 )
 OPTIONS_BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -266,6 +274,7 @@ class Config:
     consumers_interval: float
     consumers_timeout: float
     worker_grace_period: float
+    web_config_file: str | None
     log_level: str
     config_file: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # option -> where its value came from

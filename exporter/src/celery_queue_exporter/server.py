@@ -1,4 +1,5 @@
-"""HTTP endpoint: /metrics (Prometheus text) and a small landing page at /."""
+"""HTTP endpoint: /metrics (Prometheus text) and a small landing page at /; optionally over TLS
+and behind basic auth (web_config.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from celery_queue_exporter.exposition import CONTENT_TYPE
+from celery_queue_exporter.web_config import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +27,17 @@ def landing_page(broker: str, version: str) -> bytes:
 
 
 class MetricsServer:
-    def __init__(self, address: str, port: int, metrics: Callable[[], bytes], landing: bytes) -> None:
-        handler = _make_handler(metrics, landing)
-        server_class = _IPv6Server if ":" in address else ThreadingHTTPServer
+    def __init__(
+        self, address: str, port: int, metrics: Callable[[], bytes], landing: bytes, web: WebConfig | None = None
+    ) -> None:
+        handler = _make_handler(metrics, landing, web)
+        server_class = _IPv6Server if ":" in address else _Server
         self.httpd = server_class((address, port), handler)
         self.httpd.daemon_threads = True
+        if web is not None and web.tls is not None:
+            # The handshake happens in each request's own thread (Handler.setup), so a slow or
+            # broken client cannot hold up accepting the next connection.
+            self.httpd.socket = web.tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._thread: threading.Thread | None = None
 
     @property
@@ -44,15 +52,36 @@ class MetricsServer:
         self.httpd.server_close()
 
 
-class _IPv6Server(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # a client that drops the connection or fails the TLS handshake: not our error
+        log.debug("connection from %s failed", client_address, exc_info=True)
+
+
+class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
-def _make_handler(metrics: Callable[[], bytes], landing: bytes) -> type[BaseHTTPRequestHandler]:
+def _make_handler(metrics: Callable[[], bytes], landing: bytes, web: WebConfig | None) -> type[BaseHTTPRequestHandler]:
+    tls = web is not None and web.tls is not None
+    auth = web.auth if web is not None else None
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "celery-queue-exporter"
+        timeout = 30  # seconds a client may take per read, the TLS handshake included
+
+        def setup(self) -> None:
+            super().setup()
+            if tls:
+                self.request.do_handshake()
 
         def do_GET(self) -> None:
+            if auth is not None and not auth.check(self.headers.get("Authorization")):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="celery-queue-exporter"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 try:
