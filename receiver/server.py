@@ -67,7 +67,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw_length = self.headers.get("Content-Length", "")
-        if not raw_length.isdigit():
+        if not (raw_length.isascii() and raw_length.isdigit()):  # '²'.isdigit() is True
             self.close_connection = True
             self._reply(411 if not raw_length else 400, {"error": "a Content-Length (bytes) is required"})
             return
@@ -104,7 +104,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._reply(500, {"error": "cannot store the payload"})
                 return
             for line in payload_lines(payload, received_at):
-                print(line, flush=True)
+                # JSON may carry lone surrogates, which stdout cannot encode: show them escaped
+                print(line.encode("utf-8", "backslashreplace").decode("utf-8"), flush=True)
         self._reply(200, {"status": "ok"})
 
 

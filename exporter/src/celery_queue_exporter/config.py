@@ -7,6 +7,7 @@ the Celery app's `broker_transport_options` (with `--app`), built-in default.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,15 +25,22 @@ class ConfigError(Exception):
     """A bad option or config file: reported as one line on stderr, exit code 2."""
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     value = float(text)
+    if not math.isfinite(value):  # inf would overflow socket timeouts and sleeps
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if not value > 0:
         raise ValueError("must be > 0")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if value < 0:
         raise ValueError("must be >= 0")
     return value

@@ -17,14 +17,20 @@ class BrokerUrlError(ValueError):
     pass
 
 
-def redact_url(url: str) -> str:
-    """The URL with every password replaced by ***, for logs, errors and metrics."""
-    return ";".join(_redact_one(part) for part in url.split(";"))
+def redact_url(text: str) -> str:
+    """The URL(s) in `text` with every password replaced by ***, for logs, errors and metrics.
+
+    The credentials end at the LAST '@' before the path, as urlsplit (and so redis-py) reads
+    them: a password may hold '@' or ';'. Each `scheme://` starts a URL, which also covers
+    Celery's `sentinel://...;sentinel://...` lists."""
+    text = re.sub(r"(?<=://)([^/?#\s]*)@", _redact_userinfo, text)
+    return re.sub(r"(?i)([?&]password=)[^&\s]*", r"\1***", text)
 
 
-def _redact_one(url: str) -> str:
-    url = re.sub(r"(?<=://)([^/@]*?):([^/@]*)@", lambda m: f"{m.group(1)}:***@", url)
-    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+def _redact_userinfo(match: re.Match[str]) -> str:
+    user, colon, _password = match.group(1).partition(":")  # the user name ends at the first ':'
+
+    return f"{user}:***@" if colon else "***@"  # no colon: redis-py may take it as a password
 
 
 def _db_from_path(path: str, url: str) -> int:
