@@ -10,7 +10,8 @@ from tests.exporter.test_unacked_and_ages import sample
 PASSWORD = "s3cret-Pa55"
 # Kept identical to the README's "Read-only Redis user" section.
 ACL_RULES = (
-    "on >{password} ~* resetchannels -@all +@read +@connection -client +client|setname +select +evalsha_ro +eval_ro"
+    "on >{password} ~* resetchannels -@all +@read -@dangerous +@connection -client +client|setname "
+    "+select +evalsha_ro +eval_ro"
 )
 
 
@@ -56,9 +57,9 @@ def test_read_only_acl_user(redis_server, start_exporter, start_worker, celery_p
 # The broker of this stack (redis/users.acl): read-only, plus only the keys `inspect` owns.
 INSPECT_ACL_RULES = (
     "on >{password} resetkeys %R~* %RW~*.reply.celery.pidbox* %RW~_kombu.binding.reply.celery.pidbox "
-    "%RW~_kombu.binding_deadlines %RW~unacked_mutex resetchannels &*.celery.pidbox -@all +@read +@connection "
-    "-client +client|setname +select +evalsha_ro +eval_ro +publish +multi +exec +sadd +srem +zadd +set +del "
-    "+brpop +time +evalsha +script|exists +script|load"
+    "%RW~_kombu.binding_deadlines %RW~unacked_mutex resetchannels &*.celery.pidbox -@all +@read -@dangerous "
+    "+@connection -client +client|setname +select +evalsha_ro +eval_ro +publish +multi +exec +sadd +srem +zadd "
+    "+set +del +brpop +time +evalsha +script|exists +script|load"
 )
 
 

@@ -20,6 +20,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from redis.exceptions import NoPermissionError
+
 from celery_queue_exporter.connection import redact_url
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,8 @@ class ConsumersReading:
             return
         except Exception as exc:  # noqa: BLE001 - any broker or permission error: report, retry later
             text = str(exc)
-            if "NOPERM" in text or "no permissions" in text:
+            refused = isinstance(exc, NoPermissionError) or "NOPERM" in text or "no permissions" in text
+            if refused:
                 why = (
                     "the Redis user may not run it (Celery's inspect needs PUBLISH, and to declare and "
                     "pop its reply queue: SADD, LPUSH, BRPOP); celery_queue_consumers is not exported"
@@ -101,7 +104,7 @@ class ConsumersReading:
             else:
                 why = "celery_queue_consumers is kept from the last good reading, if any"
             self._problem(f"inspect active_queues failed: {type(exc).__name__}: {redact_url(text)}; {why}")
-            if "NOPERM" in text:
+            if refused:
                 with self._lock:
                     self._snapshot = None
                     self._workers = {}
