@@ -33,14 +33,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     s = LocalStack(
         Path(tmp_path_factory.mktemp("alerting")),
         extra_env={"CELERY_EXPORTER_CONSUMERS_INTERVAL": "1"},
-    ).start()
-    try:
+    )
+    with s.running():
         yield s
-    except BaseException:
-        print(s.diagnostics())
-        raise
-    finally:
-        s.stop()
 
 
 def notifications(stack: LocalStack, alertname: str, status: str, **labels: str) -> list[dict]:

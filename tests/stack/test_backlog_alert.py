@@ -3,8 +3,6 @@ CeleryQueueBacklog alert naming the queue; a backlog of exactly 1000 stays quiet
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import REPO, wait_until
+from tests.support.procs import wait_until
 from tests.support.stack import LocalStack
 
 pytestmark = pytest.mark.slow
@@ -20,26 +18,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
-    s = LocalStack(tmp_path).start()
-    try:
+    with LocalStack(tmp_path).running() as s:
         yield s
-    except BaseException:
-        print(s.diagnostics())
-        raise
-    finally:
-        s.stop()
-
-
-def publish(stack: LocalStack, queue: str, count: int) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "workers.load", "--queue", queue, "--count", str(count)],
-        cwd=REPO,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def backlog_alerts(stack: LocalStack, queue: str) -> list[dict]:
@@ -51,8 +31,8 @@ def backlog_alerts(stack: LocalStack, queue: str) -> list[dict]:
 
 
 def test_backlog_over_1000_is_delivered_naming_the_queue_and_1000_is_not(stack: LocalStack) -> None:
-    publish(stack, "backlog_over", 1001)
-    publish(stack, "backlog_at", 1000)
+    stack.publish("--queue", "backlog_over", "--count", "1001")
+    stack.publish("--queue", "backlog_at", "--count", "1000")
     wait_until(
         lambda: (
             stack.exporter_value("celery_queue_length", queue_name="backlog_over") == 1001
@@ -80,16 +60,8 @@ def test_backlog_over_1000_is_delivered_naming_the_queue_and_1000_is_not(stack: 
 
 
 def test_the_worker_runs_tasks_and_flower_metrics_reach_prometheus(stack: LocalStack) -> None:
-    celery = str(Path(sys.executable).parent / "celery")
-    result = subprocess.run(
-        [celery, "-A", "workers.app", "call", "workers.tasks.add", "--args", "[2, 3]"],
-        cwd=REPO,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    stack.run([str(Path(sys.executable).parent / "celery"), "-A", "workers.app", "call", "workers.tasks.add",
+               "--args", "[2, 3]"])  # fmt: skip
     query = 'sum(flower_events_total{type="task-succeeded", task="workers.tasks.add"})'
     wait_until(
         lambda: stack.query(query) and float(stack.query(query)[0]["value"][1]) >= 1,

@@ -3,10 +3,13 @@ ports, reading the repository's own config files, with only the timings made sho
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import subprocess
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +305,30 @@ class LocalStack:
 
     def diagnostics(self) -> str:
         return "\n".join(f"--- {name} (alive={p.alive()}) ---\n{p.log()[-3000:]}" for name, p in self.procs.items())
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LocalStack]:
+        """Start, hand the stack to the test, print every component's log if the test fails, stop."""
+        self.start()
+        try:
+            yield self
+        except BaseException:
+            print(self.diagnostics())
+            raise
+        finally:
+            self.stop()
+
+    # -- load ------------------------------------------------------------------------------
+    def run(self, argv: list[str], timeout: float = 120) -> str:
+        """Run a command of the workers app (e.g. the load command) against this stack's broker."""
+        result = subprocess.run(argv, cwd=REPO, env={**os.environ, **self.env}, capture_output=True, text=True,
+                                timeout=timeout)  # fmt: skip
+        assert result.returncode == 0, f"{argv} failed: {result.stderr}"
+        return result.stdout
+
+    def publish(self, *load_args: str) -> str:
+        """`python -m workers.load ARGS`, e.g. publish("--queue", "q", "--count", "1001")."""
+        return self.run([sys.executable, "-m", "workers.load", *load_args])
 
     # -- observations ----------------------------------------------------------------------
     @property
