@@ -174,7 +174,6 @@ class EmptyWhen(enum.StrEnum):
     NO_RETRY = "no task has been retried since Flower started"
     NOT_DRAINING = "no queue is shrinking right now"
     NO_TASK_SENT_EVENTS = "producers send no task-sent events (task_send_sent_event is off)"
-    NO_WORKER_UP_METRIC = "the exporter build does not export celery_worker_up yet"
 
 
 # --- queries --------------------------------------------------------------------------------

@@ -336,33 +336,25 @@ def fmt(median_p90: tuple[float, float, int] | None) -> str:
     return f"{median:.1f} / {p90:.1f}"
 
 
-def run_sizes(args: argparse.Namespace, workdir: Path) -> None:
+def start_redis(workdir: Path, socket_timeout: float) -> tuple[Child, int, redis.Redis]:
+    """A throwaway redis-server on 127.0.0.1 and a free port, and a client once it answers."""
     port = free_port()
-    server = Child(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        workdir / "redis.log",
-    )
-    client = redis.Redis(port=port, socket_timeout=300)
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(workdir)]  # fmt: skip
+    server = Child(argv, workdir / "redis.log")
+    client = redis.Redis(port=port, socket_timeout=socket_timeout)
     for _ in range(100):
         try:
             client.ping()
             break
         except redis.ConnectionError:
             time.sleep(0.1)
+    return server, port, client
+
+
+def run_sizes(args: argparse.Namespace, workdir: Path) -> None:
+    server, port, shallow_client = start_redis(workdir, socket_timeout=300)
     template = template_message(workdir)
-    shallow_client = redis.Redis(port=port, db=0, socket_timeout=300)
     deep_client = redis.Redis(port=port, db=1, socket_timeout=300)
     shallow_seeder, deep_seeder = Seeder(shallow_client, template), Seeder(deep_client, template)
     shallow_url, deep_url = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
@@ -442,30 +434,7 @@ def run_sizes(args: argparse.Namespace, workdir: Path) -> None:
 
 
 def run_memory(args: argparse.Namespace, workdir: Path) -> None:
-    port = free_port()
-    server = Child(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        workdir / "redis.log",
-    )
-    client = redis.Redis(port=port, socket_timeout=60)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
+    server, port, client = start_redis(workdir, socket_timeout=60)
     seeder = Seeder(client, template_message(workdir))
     n = args.memory_queues
     seeder.seed_layout(n, per_list=5)

@@ -61,7 +61,6 @@ class Q:
 
 
 EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
-    ("Worker up (exporter)", None): EmptyWhen.NO_WORKER_UP_METRIC,
     ("Retries by task", None): EmptyWhen.NO_RETRY,
     ("Failures by task", None): EmptyWhen.NO_FAILURE,
 }

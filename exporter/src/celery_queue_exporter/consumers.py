@@ -97,10 +97,7 @@ class ConsumersReading:
             text = str(exc)
             refused = isinstance(exc, NoPermissionError) or "NOPERM" in text or "no permissions" in text
             if refused:
-                why = (
-                    "the Redis user may not run it (Celery's inspect needs PUBLISH, and to declare and "
-                    "pop its reply queue: SADD, LPUSH, BRPOP); celery_queue_consumers is not exported"
-                )
+                why = f"the Redis user may not run it ({INSPECT_NEEDS}); celery_queue_consumers is not exported"
             else:
                 why = "celery_queue_consumers is kept from the last good reading, if any"
             self._problem(f"inspect active_queues failed: {type(exc).__name__}: {redact_url(text)}; {why}")
