@@ -5,35 +5,30 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models import common as cm
 
-from grafana.common import (
+from grafana.alerting_layer import (
     BACKLOG,
     BACKLOG_ALERT_THRESHOLD,
-    EXPORTER_SCRAPE_SLOW_S,
     FAILURE_RATIO_CRIT,
-    FAILURE_RATIO_WARN,
     LATENCY,
     OLDEST_WAIT_CRIT_S,
-    OLDEST_WAIT_WARN_S,
-    OVERVIEW_UID,
-    QUEUE_VARIABLE,
     RATE_WINDOW,
+    Rec,
+)
+from grafana.frame import dashboard
+from grafana.ids import OVERVIEW_UID
+from grafana.panels import bargauge_panel, link_to_queue, organize, stat_panel, table_panel, target, timeseries_panel
+from grafana.style import (
+    EXPORTER_SCRAPE_SLOW_S,
+    FAILURE_RATIO_WARN,
+    OLDEST_WAIT_WARN_S,
     UP_DOWN,
     Color,
-    EmptyWhen,
-    Rec,
     Unit,
     backlog_colors,
-    bargauge_panel,
-    dashboard,
-    link_to_queue,
     nan_text,
-    organize,
-    stat_panel,
-    table_panel,
-    target,
     thresholds,
-    timeseries_panel,
 )
+from grafana.variables import QUEUE_VARIABLE
 from prometheus.generate import promql
 
 UID = OVERVIEW_UID
@@ -50,7 +45,7 @@ _DONE = 'type=~"task-succeeded|task-failed"'
 
 class Q:
     """Every PromQL expression of this dashboard: recording rules of the alerting layer
-    (grafana.common.Rec) where one holds what a panel shows, raw metrics otherwise.
+    (grafana.alerting_layer.Rec) where one holds what a panel shows, raw metrics otherwise.
 
     `X or (sum(Y) * 0)` shows 0 rather than nothing when Y is there but nothing matches X
     (no queue over the threshold), yet still nothing when Y itself is missing (exporter down).
@@ -81,12 +76,6 @@ class Q:
         "sum(increase(celery_exporter_scrape_errors_total[$__rate_interval]))"
         ' or (sum(up{job="celery-queue-exporter"}) * 0)'
     )
-
-
-# Panels (or one query of a panel, by ref id) that a healthy stack may leave empty.
-EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
-    ("Firing alerts", None): EmptyWhen.NO_ALERT,
-}
 
 
 def build() -> Dashboard:

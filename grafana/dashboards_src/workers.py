@@ -6,25 +6,12 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models import dashboard as dm
 
-from grafana.common import (
-    ONLINE_OFFLINE,
-    RATE_WINDOW,
-    TASK_VARIABLE,
-    UP_DOWN,
-    WORKER_VARIABLE,
-    WORKERS_UID,
-    Color,
-    EmptyWhen,
-    Rec,
-    Unit,
-    dashboard,
-    organize,
-    state_panel,
-    table_panel,
-    target,
-    thresholds,
-    timeseries_panel,
-)
+from grafana.alerting_layer import RATE_WINDOW, Rec
+from grafana.frame import dashboard
+from grafana.ids import WORKERS_UID
+from grafana.panels import organize, state_panel, table_panel, target, timeseries_panel
+from grafana.style import ONLINE_OFFLINE, UP_DOWN, Color, Unit, thresholds
+from grafana.variables import TASK_VARIABLE, WORKER_VARIABLE
 
 UID = WORKERS_UID
 TITLE = "Celery / Workers and tasks"
@@ -39,7 +26,7 @@ ALL_WORKERS = "all workers (the alerting layer's recording rules sum workers awa
 
 class Q:
     """Every PromQL expression of this dashboard: recording rules of the alerting layer
-    (grafana.common.Rec) where one holds what a panel shows, raw metrics otherwise (per worker,
+    (grafana.alerting_layer.Rec) where one holds what a panel shows, raw metrics otherwise (per worker,
     or over the dashboard's time range)."""
 
     ONLINE = 'max by (worker) (flower_worker_online{worker=~"$worker"})'
@@ -58,12 +45,6 @@ class Q:
     RETRIES = f'sum by (task) ({Rec.EVENTS_RATE}{{type="task-retried", {_TASK}}})'
     FAILURES = f'sum by (task) ({Rec.EVENTS_RATE}{{type="task-failed", {_TASK}}})'
     OUTCOMES_IN_RANGE = f'sum by (task, type) (increase(flower_events_total{{type=~"{OUTCOMES}", {_SEL}}}[$__range]))'
-
-
-EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
-    ("Retries by task", None): EmptyWhen.NO_RETRY,
-    ("Failures by task", None): EmptyWhen.NO_FAILURE,
-}
 
 
 def build() -> Dashboard:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from grafana.common import BACKLOG
+from grafana.alerting_layer import BACKLOG
 
 WORKERS = ("celery@worker1", "celery@worker2")
 PRODUCER = "producer@web1"  # task-sent events carry the producer's hostname as `worker`

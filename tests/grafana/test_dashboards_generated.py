@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from grafana import generate
-from grafana.common import (
+from grafana.alerting_layer import (
     BACKLOG,
     BACKLOG_ALERT_THRESHOLD,
     FAILURE_RATIO_CRIT,
@@ -23,9 +23,12 @@ from grafana.common import (
     Rec,
 )
 from grafana.dashboards_src import DASHBOARDS
-from grafana.queries import (
+from grafana.generate import DASHBOARDS_DIR
+from prometheus import generate as alerting
+from tests.grafana.prom import running_prometheus
+from tests.grafana.queries import (
     BUILTIN_VALUES,
-    DASHBOARDS_DIR,
+    EMPTY_OK,
     QueryError,
     iter_queries,
     load_dashboards,
@@ -33,8 +36,6 @@ from grafana.queries import (
     substitute,
     variables_used,
 )
-from prometheus import generate as alerting
-from tests.grafana.prom import running_prometheus
 from tests.support.procs import REPO
 
 EXPECTED_UIDS = {"celery-overview", "celery-queues", "celery-workers"}
@@ -283,11 +284,12 @@ def test_raw_metrics_only_where_no_recording_rule_fits(dashboards: list[dict[str
 
 def test_empty_ok_entries_name_real_panels() -> None:
     models = {d["uid"]: d for d in load_dashboards()}
-    for module in DASHBOARDS:
-        targets = {(p["title"], t["refId"]) for p in panels(models[module.UID]) for t in p["targets"]}
-        for title, ref_id in module.EMPTY_OK:
+    assert set(EMPTY_OK) == {module.UID for module in DASHBOARDS}
+    for uid, empty_ok in EMPTY_OK.items():
+        targets = {(p["title"], t["refId"]) for p in panels(models[uid]) for t in p["targets"]}
+        for title, ref_id in empty_ok:
             assert any(t == title and (ref_id is None or r == ref_id) for t, r in targets), (
-                f"{module.UID}: EMPTY_OK names no panel {title!r} {ref_id or ''}"
+                f"{uid}: EMPTY_OK names no panel {title!r} {ref_id or ''}"
             )
 
 

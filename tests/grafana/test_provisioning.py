@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from grafana.queries import DASHBOARDS_DIR
+from grafana.generate import DASHBOARDS_DIR
 from tests.support.procs import REPO
 
 PROVISIONING = REPO / "grafana" / "provisioning"

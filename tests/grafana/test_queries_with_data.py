@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from grafana.common import BACKLOG, EmptyWhen
-from grafana.queries import check_live, iter_queries, run_query
+from grafana.alerting_layer import BACKLOG
 from tests.grafana import synthetic
 from tests.grafana.prom import backfill, backfill_rules, running_prometheus
+from tests.grafana.queries import EmptyWhen, check_live, iter_queries, run_query
 from tests.support.procs import REPO, wait_until
 
 RECORDING_RULES = REPO / "prometheus" / "rules" / "production" / "celery-recording.yml"
