@@ -99,9 +99,11 @@ def timeseries_panel(
     colors: dict[str, str] | None = None,
     no_value: str | None = None,
     series_thresholds: Mapping[str, ThresholdsConfig] | None = None,
+    right_axis: Mapping[str, Unit] | None = None,
 ) -> timeseries.Panel:
     """A graph; `threshold_steps` are drawn as dashed lines (e.g. the alert threshold), for every
-    series but those named in `series_thresholds` (legend name -> their own steps)."""
+    series but those named in `series_thresholds` (legend name -> their own steps). Series named
+    in `right_axis` (legend name -> unit) are drawn against a second axis, on the right."""
     panel = (
         _panel(timeseries.Panel(), title, description, targets, width, height, no_value)
         .unit(unit)
@@ -127,6 +129,14 @@ def timeseries_panel(
         panel = panel.stacking(sdk_common.StackingConfig().mode(cm.StackingMode.NORMAL)).fill_opacity(40)
     for name, color in (colors or {}).items():
         panel = panel.override_by_name(name, fixed_color(color))
+    for name, axis_unit in (right_axis or {}).items():
+        panel = panel.override_by_name(
+            name,
+            [
+                dm.DynamicConfigValue(id_val="unit", value=str(axis_unit)),
+                dm.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+            ],
+        )
     return _thresholds_by_series(panel, series_thresholds)
 
 
@@ -162,6 +172,26 @@ def stat_panel(
     if decimals is not None:
         panel = panel.decimals(decimals)
     return panel
+
+
+def count_stat(
+    title: str, description: str, expr: str, legend: str, steps: ThresholdsConfig, **options: object
+) -> stat.Panel:
+    """A whole number of things (queues, workers, alerts) as one big number coloured by `steps`."""
+    return stat_panel(title, description, [target(expr, legend)], Unit.COUNT, steps, decimals=0, **options)  # type: ignore[arg-type]
+
+
+def consumers_graph(title: str, description: str, expr: str, **options: object) -> timeseries.Panel:
+    """Workers consuming each queue (`expr` by queue_name); below the dashed red line at 1 nobody does."""
+    return timeseries_panel(
+        title,
+        description,
+        [target(expr, "{{queue_name}}")],
+        Unit.COUNT,
+        width=8,
+        threshold_steps=thresholds(Color.NONE, (1, Color.BAD)),
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def bargauge_panel(
@@ -200,8 +230,8 @@ def state_panel(
     targets: Sequence[prometheus.Dataquery],
     mappings: list[dm.ValueMapping],
     *,
-    width: int = 12,
-    height: int = 8,
+    width: int = 8,
+    height: int = 7,
 ) -> statetimeline.Panel:
     """A state timeline: one row per series, coloured by the value mappings (e.g. online/offline)."""
     return (

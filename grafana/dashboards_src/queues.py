@@ -17,7 +17,7 @@ from grafana.alerting_layer import (
 )
 from grafana.frame import dashboard
 from grafana.ids import QUEUES_UID
-from grafana.panels import bargauge_panel, target, timeseries_panel
+from grafana.panels import bargauge_panel, consumers_graph, target, timeseries_panel
 from grafana.style import BACKLOG_WARN, OLDEST_WAIT_WARN_S, Color, Unit, backlog_colors, fraction, thresholds
 from grafana.variables import QUEUE_VARIABLE
 from prometheus.generate import promql
@@ -166,15 +166,12 @@ def build() -> Dashboard:
         )
         .with_row(Row("Flow: who consumes, and is it keeping up?"))
         .with_panel(
-            timeseries_panel(
+            consumers_graph(
                 "Consumers per queue",
                 "Is anyone consuming each queue? Workers that answered the exporter's periodic "
                 "`inspect active_queues` (a killed worker drops out here while Flower still shows it "
                 "online); below the dashed line nobody consumes.",
-                [target(Q.CONSUMERS, "{{queue_name}}")],
-                Unit.COUNT,
-                width=8,
-                threshold_steps=thresholds(Color.NONE, (1, Color.BAD)),
+                Q.CONSUMERS,
             )
         )
         .with_panel(

@@ -123,3 +123,25 @@ def test_the_check_reports_empty_panels(prometheus_with_data: tuple[str, float, 
     problems = check_live(url, start=end + 3600, end=end + 7200)  # after every sample: nothing there
     assert any("Total backlog" in p and "no data" in p for p in problems)
     assert not any("Firing alerts" in p for p in problems), "an allowed-empty panel was flagged"
+
+
+def test_exporter_blind_spot_panels_show_what_the_exporter_reports(
+    prometheus_with_data: tuple[str, float, float],
+) -> None:
+    """Queues not reported, the consumers reading's age and scrape errors by reason: the values
+    the exporter exposes, not just some data."""
+    url, _, end = prometheus_with_data
+    queries = {(q.panel_title, q.ref_id): q for q in iter_queries() if q.dashboard_uid == "celery-overview"}
+
+    def values(panel: str, ref_id: str = "A") -> dict[str, float]:
+        result = run_query(url, queries[panel, ref_id].expr, at=end)
+        return {r["metric"].get("reason", ""): float(r["value"][1]) for r in result}
+
+    assert values("Queues not reported") == {"": synthetic.QUEUES_DROPPED}
+    (age,) = values("Consumers reading age").values()
+    assert 0 <= age < synthetic.CONSUMERS_INTERVAL_S
+    errors = values("Exporter scrape errors")
+    assert set(errors) == set(synthetic.ERROR_RATES)
+    for reason, rate in synthetic.ERROR_RATES.items():
+        assert errors[reason] == pytest.approx(rate, rel=0.05), reason
+    assert values("Exporter scrape errors", "B") == {"": synthetic.UNACKED_UNATTRIBUTED}
