@@ -92,8 +92,7 @@ def test_queues_over_threshold_counts_overridden_queues_against_their_own(
 ) -> None:
     """As the alert does: `bulk` over the default threshold but under its own is not 'over'."""
     url, _, end = prometheus_with_data
-    if not synthetic.BIG_QUEUE:
-        pytest.skip("prometheus/alerting.yml overrides no queue with a higher backlog threshold")
+    assert synthetic.BIG_QUEUE, "prometheus/alerting.yml overrides no queue with a higher backlog threshold (bulk)"
     queries = {(q.dashboard_uid, q.panel_title): q for q in iter_queries() if q.ref_id == "A"}
     (over,) = run_query(url, queries["celery-overview", "Queues over threshold"].expr, at=end)
     assert float(over["value"][1]) == 1, "only `default` is over its threshold"
