@@ -329,7 +329,6 @@ def build() -> Dashboard:
                 Unit.SECONDS,
                 width=12,
                 height=7,
-                legend_calcs=("lastNotNull", "max"),
             )
         )
         .with_panel(
