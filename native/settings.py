@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from prometheus.file_sd import DEFAULT_BROKER, BrokerNameError, check_broker_name
+
 REPO = Path(__file__).resolve().parents[1]
 TOOLS_BIN = REPO / ".tools" / "bin"
 VENV_BIN = Path(sys.executable).parent
@@ -35,6 +37,7 @@ class Settings:
     alertmanager_port: int
     receiver_port: int
     alert_profile: str
+    broker_name: str = DEFAULT_BROKER  # the `broker` label of the exporter's and Flower's targets
 
     @property
     def redis_port(self) -> int:
@@ -72,6 +75,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
     broker = env.get("CELERY_BROKER_URL", f"redis://{HOST}:6379/0")
     if urlsplit(broker).scheme not in ("redis", "rediss"):
         raise SystemExit(f"CELERY_BROKER_URL must be a redis:// URL, got scheme {urlsplit(broker).scheme!r}")
+    try:
+        broker_name = check_broker_name(env.get("BROKER_NAME", DEFAULT_BROKER))
+    except BrokerNameError as e:
+        raise SystemExit(f"BROKER_NAME: {e}") from None
     return Settings(
         run_dir=Path(env.get("STACK_RUN_DIR", REPO / "run")).resolve(),
         broker_url=broker,
@@ -81,6 +88,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         alertmanager_port=_port(env, "ALERTMANAGER_PORT", 9093),
         receiver_port=_port(env, "RECEIVER_PORT", 9097),
         alert_profile=profile,
+        broker_name=broker_name,
     )
 
 

@@ -19,6 +19,7 @@ from alertmanager import channels
 from native import health
 from native.settings import CONF, HOST, REPO, TOOLS_BIN, VENV_BIN, Settings, flower_basic_auth, load
 from native.supervisor_client import Supervisor
+from prometheus import file_sd
 
 PROGRAMS = ["redis", "worker", "beat", "flower", "exporter", "prometheus", "alertmanager", "receiver"]
 UP_TIMEOUT_S = 120
@@ -57,14 +58,16 @@ def prepare_run_dir(s: Settings) -> list[str]:
     prom = s.run_dir / "prometheus"
     _link(REPO / "prometheus" / "prometheus.yml", prom / "prometheus.yml")
     _link(REPO / "prometheus" / s.rules_dir, prom / "rules")
-    targets = {
+    ports = {
         "prometheus": s.prometheus_port,
         "alertmanager": s.alertmanager_port,
         "celery-queue-exporter": s.exporter_port,
         "flower": s.flower_port,
     }
-    for job, port in targets.items():
-        (prom / "targets" / f"{job}.yml").write_text(f"- targets: ['{HOST}:{port}']\n")
+    # The exporter's and Flower's targets carry the broker's name (BROKER_NAME) as `broker`.
+    files = file_sd.target_files({job: [f"{HOST}:{port}"] for job, port in ports.items()}, s.broker_name)
+    for job, text in files.items():
+        (prom / "targets" / f"{job}.yml").write_text(text)
     am = s.run_dir / "alertmanager"
     # alertmanager/alertmanager.yml plus the Slack/email/webhook channels set in ALERT_*
     # variables (secrets in files beside it); with none set, the repository's file as it is.
@@ -197,7 +200,7 @@ def up() -> int:
         return 2
     print(
         f"Starting the stack ({'starting a Redis' if start_redis else 'reusing the Redis'} at "
-        f"{s.broker_url_display}, alert profile {s.alert_profile}, alert channels: "
+        f"{s.broker_url_display} as broker {s.broker_name}, alert profile {s.alert_profile}, alert channels: "
         f"{'; '.join(configured) or 'local receiver only'}) ..."
     )
     subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(CONF)], env=supervisord_env(s, start_redis), check=True)

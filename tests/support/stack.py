@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from prometheus import generate
+from prometheus import file_sd, generate
 from tests.support.procs import REPO, Proc, RedisServer, free_port, tool, wait_until
 
 VENV_BIN = Path(sys.executable).parent
@@ -42,12 +42,17 @@ class LocalStack:
         broker_url: str | None = None,
         exporter_broker_url: str | None = None,
         args: dict[str, list[str]] | None = None,
+        broker_name: str = file_sd.DEFAULT_BROKER,
+        more_brokers: Sequence[str] = (),
     ) -> None:
         """`redis`: a server to start instead of a plain RedisServer (e.g. one with passwords);
         `broker_url`: the URL workers, beat and Flower use (default: the server's), the result
         backend being its db 1; `exporter_broker_url`: the exporter's (default: `broker_url`);
         `args`: extra command-line arguments per component name; `alerting`: the alert rules'
         source (default prometheus/alerting.yml), rendered with every `for:` set to `alert_for`.
+        `broker_name`: the `broker` label of the exporter's and Flower's targets; `more_brokers`:
+        names of further brokers, each a redis-server of its own read by an exporter of its own
+        (component `exporter-<name>`, target labelled with its name), with no worker or Flower.
         Alertmanager's group_wait / group_interval are `self.timings`, changeable before start()."""
         self.tmp = tmp
         self.logs = tmp / "logs"
@@ -58,6 +63,11 @@ class LocalStack:
         self.timings = {"group_wait": "1s", "group_interval": "2s"}  # Alertmanager's, for every route
         self.ports = {name: free_port() for name in ("flower", "exporter", "prometheus", "alertmanager", "receiver")}
         self.redis = redis or RedisServer(self.logs)
+        self.broker_name = broker_name
+        # broker name -> its redis-server, the first one being `self.redis` (workers, Flower)
+        self.brokers = {broker_name: self.redis, **{name: RedisServer(self.logs) for name in more_brokers}}
+        for name in more_brokers:
+            self.ports[self.exporter_of(name)] = free_port()
         self._broker_url = broker_url
         self._exporter_broker_url = exporter_broker_url
         self.args = args or {}
@@ -71,6 +81,10 @@ class LocalStack:
     # -- addresses --------------------------------------------------------------------------
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def exporter_of(self, broker: str) -> str:
+        """The component name of the exporter reading `broker`."""
+        return "exporter" if broker == self.broker_name else f"exporter-{broker}"
 
     @property
     def broker_url(self) -> str:
@@ -97,14 +111,18 @@ class LocalStack:
         )
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
         generate.write_profile(self.alerting, generate.uniform(self.alert_for), root / "rules")
-        jobs = {
-            "prometheus": "prometheus",
-            "alertmanager": "alertmanager",
-            "celery-queue-exporter": "exporter",
-            "flower": "flower",
-        }
-        for job, name in jobs.items():
-            (root / "targets" / f"{job}.yml").write_text(f"- targets: ['127.0.0.1:{self.ports[name]}']\n")
+        jobs = {"prometheus": "prometheus", "alertmanager": "alertmanager", "flower": "flower"}
+        files = file_sd.target_files({job: [f"127.0.0.1:{self.ports[name]}"] for job, name in jobs.items()},
+                                     self.broker_name)  # fmt: skip
+        # One target group per broker, each exporter labelled with the broker it reads.
+        exporters = [
+            group
+            for broker in self.brokers
+            for group in file_sd.target_groups([f"127.0.0.1:{self.ports[self.exporter_of(broker)]}"], broker)
+        ]
+        files["celery-queue-exporter"] = yaml.safe_dump(exporters, sort_keys=False)
+        for job, text in files.items():
+            (root / "targets" / f"{job}.yml").write_text(text)
         return root / "prometheus.yml"
 
     def _alertmanager_dir(self) -> Path:
@@ -152,6 +170,8 @@ class LocalStack:
         env = self.env
         if name == "exporter":  # in the environment, not on the command line: it may hold a password
             env["CELERY_EXPORTER_BROKER_URL"] = self._exporter_broker_url or self.broker_url
+        elif name.startswith("exporter-"):
+            env["CELERY_EXPORTER_BROKER_URL"] = self.brokers[name.removeprefix("exporter-")].url
         old = self.procs.get(name)
         if old is not None:
             old.stop()
@@ -185,6 +205,10 @@ class LocalStack:
             "beat": lambda: self.procs["beat"].alive(),
             "flower": lambda: requests.get(self.url("flower") + "/healthcheck", timeout=1).text == "OK",
             "exporter": lambda: self.exporter_value("celery_broker_up") is not None,
+            **{
+                self.exporter_of(b): lambda b=b: self.exporter_value("celery_broker_up", broker=b) is not None
+                for b in self.brokers
+            },
             "receiver": lambda: requests.get(self.url("receiver") + "/-/healthy", timeout=1).ok,
             "alertmanager": lambda: requests.get(self.url("alertmanager") + "/-/ready", timeout=1).ok,
             "prometheus": lambda: requests.get(self.url("prometheus") + "/-/ready", timeout=1).ok,
@@ -194,6 +218,9 @@ class LocalStack:
     def _start_all(self) -> None:
         if "redis" not in self.deferred:
             self.redis.start()
+        for server in self.brokers.values():
+            if server is not self.redis:
+                server.start()
         celery = str(VENV_BIN / "celery")
         self._start(
             "worker",
@@ -236,19 +263,20 @@ class LocalStack:
                 "--conf=flower/flowerconfig.py",
             ],
         )
-        self._start(
-            "exporter",
-            [
-                str(VENV_BIN / "celery-queue-exporter"),
-                "--address",
-                "127.0.0.1",
-                "--port",
-                str(self.ports["exporter"]),
-                # workers per queue and celery_worker_up within a second, as the short intervals here
-                "--consumers-interval",
-                "1",
-            ],
-        )
+        for broker in self.brokers:
+            self._start(
+                self.exporter_of(broker),
+                [
+                    str(VENV_BIN / "celery-queue-exporter"),
+                    "--address",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.ports[self.exporter_of(broker)]),
+                    # workers per queue and celery_worker_up within a second, as the short intervals here
+                    "--consumers-interval",
+                    "1",
+                ],
+            )
         self._start(
             "receiver",
             [
@@ -288,7 +316,9 @@ class LocalStack:
                     self.wait_ready(name)
             return
         wait_until(lambda: requests.get(self.url("flower") + "/healthcheck", timeout=1).text == "OK", 30, "flower")
-        wait_until(lambda: self.exporter_value("celery_broker_up") == 1, 30, "exporter")
+        for broker in self.brokers:
+            up = lambda b=broker: self.exporter_value("celery_broker_up", broker=b) == 1  # noqa: E731
+            wait_until(up, 30, self.exporter_of(broker))
         wait_until(lambda: requests.get(self.url("receiver") + "/-/healthy", timeout=1).ok, 10, "receiver")
         wait_until(lambda: requests.get(self.url("alertmanager") + "/-/ready", timeout=1).ok, 20, "alertmanager")
         wait_until(lambda: requests.get(self.url("prometheus") + "/-/ready", timeout=1).ok, 30, "prometheus")
@@ -301,7 +331,8 @@ class LocalStack:
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):
             proc.stop()
-        self.redis.stop()
+        for server in self.brokers.values():
+            server.stop()
 
     def diagnostics(self) -> str:
         return "\n".join(f"--- {name} (alive={p.alive()}) ---\n{p.log()[-3000:]}" for name, p in self.procs.items())
@@ -335,12 +366,13 @@ class LocalStack:
     def receiver_file(self) -> Path:
         return self.tmp / "receiver" / "alerts.jsonl"
 
-    def exporter_metrics(self) -> str:
-        return requests.get(self.url("exporter") + "/metrics", timeout=5).text
+    def exporter_metrics(self, broker: str | None = None) -> str:
+        """The /metrics of the exporter reading `broker` (default: the first broker's)."""
+        return requests.get(self.url(self.exporter_of(broker or self.broker_name)) + "/metrics", timeout=5).text
 
-    def exporter_value(self, name: str, **labels: str) -> float | None:
-        """One sample of the exporter's /metrics, parsed, or None when it is absent."""
-        for family in text_string_to_metric_families(self.exporter_metrics()):
+    def exporter_value(self, name: str, broker: str | None = None, **labels: str) -> float | None:
+        """One sample of the /metrics of `broker`'s exporter, parsed, or None when it is absent."""
+        for family in text_string_to_metric_families(self.exporter_metrics(broker)):
             for sample in family.samples:
                 if sample.name == name and sample.labels == labels:
                     return sample.value
