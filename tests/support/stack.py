@@ -350,16 +350,21 @@ class LocalStack:
             self.stop()
 
     # -- load ------------------------------------------------------------------------------
-    def run(self, argv: list[str], timeout: float = 120) -> str:
-        """Run a command of the workers app (e.g. the load command) against this stack's broker."""
-        result = subprocess.run(argv, cwd=REPO, env={**os.environ, **self.env}, capture_output=True, text=True,
-                                timeout=timeout)  # fmt: skip
+    def run(self, argv: list[str], timeout: float = 120, broker: str | None = None) -> str:
+        """Run a command of the workers app (e.g. the load command) against this stack's broker, or
+        against `broker` (one of `more_brokers`)."""
+        env = {**os.environ, **self.env}
+        if broker is not None and broker != self.broker_name:
+            env["CELERY_BROKER_URL"] = self.brokers[broker].url
+            env["CELERY_RESULT_BACKEND"] = self.brokers[broker].url.rsplit("/", 1)[0] + "/1"
+        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, f"{argv} failed: {result.stderr}"
         return result.stdout
 
-    def publish(self, *load_args: str) -> str:
-        """`python -m workers.load ARGS`, e.g. publish("--queue", "q", "--count", "1001")."""
-        return self.run([sys.executable, "-m", "workers.load", *load_args])
+    def publish(self, *load_args: str, broker: str | None = None) -> str:
+        """`python -m workers.load ARGS`, e.g. publish("--queue", "q", "--count", "1001"), to this
+        stack's broker or to `broker`."""
+        return self.run([sys.executable, "-m", "workers.load", *load_args], broker=broker)
 
     # -- observations ----------------------------------------------------------------------
     @property
