@@ -60,9 +60,15 @@ def test_a_killed_worker_turns_worker_up_to_0_and_its_series_ends_after_the_grac
     )
 
 
-def test_consumers_metric_absent_when_disabled(redis_server, start_exporter):
-    exporter = start_exporter("--broker-url", redis_server.url, "--queues", "a", "--consumers-interval", "0")
-    assert "celery_queue_consumers" not in exporter.text()
+def test_consumers_metric_absent_when_disabled(redis_server, start_exporter, start_worker):
+    start_worker(redis_server.url, ["a"])
+    disabled = start_exporter("--broker-url", redis_server.url, "--queues", "a", "--consumers-interval", "0")
+    enabled = start_exporter("--broker-url", redis_server.url, "--queues", "a", "--consumers-interval", "0.5")
+    # The enabled exporter, started after the disabled one, has had its inspect reading...
+    enabled.wait_for("celery_queue_consumers", 1, queue_name="a")
+    time.sleep(1.0)  # ...and two more intervals of it: time enough for the disabled one to have one too.
+    text = disabled.text()
+    assert "celery_queue_consumers" not in text and "celery_worker_up" not in text, text
 
 
 def test_promtool_accepts_the_exposition(redis_server, start_exporter, celery_producer):
