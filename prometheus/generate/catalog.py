@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus.generate import promql as q
 
-# Grafana dashboard uids (grafana/common.py keeps the same ones).
+# Grafana dashboard uids, defined here only: grafana/ids.py reads them (the alerts link to them).
 OVERVIEW = "celery-overview"
 QUEUES = "celery-queues"
 WORKERS = "celery-workers"
