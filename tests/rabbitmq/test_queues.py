@@ -136,3 +136,23 @@ def test_the_broker_stopped_and_started_again(rabbitmq: RabbitMQNode, vhost: str
     finally:
         rabbitmq.ctl("start_app")
     read_until(reader, lambda r: r.up and by_queue(r).get("default", (0,))[0] == 5, "readable again, durable 5")
+
+
+def test_many_queues_are_read_in_pages_then_in_one_request(rabbitmq: RabbitMQNode, vhost: str) -> None:
+    names = [f"q{i:04d}" for i in range(1200)]
+    with Connection(rabbitmq.amqp_url(vhost)) as conn:
+        channel = conn.default_channel
+        for name in names:
+            channel.queue_declare(name, durable=True, nowait=True)
+        channel.queue_declare("q1199", durable=True, passive=True)  # one round trip: all declared
+    # The first scrape pages (500 a page, the most RabbitMQ serves) and learns how many there are;
+    # below the paging threshold the next ones ask everything at once.
+    reader = make_reader(rabbitmq, vhost)
+    first = reader.read()
+    assert (first.requests, first.queues) == (3, names)
+    second = reader.read()
+    assert (second.requests, second.queues) == (1, names)
+    # Above it, scrapes page from the one after the scrape that found that many.
+    reader.paged_above = 1000
+    assert [reader.read().requests for _ in range(3)] == [1, 3, 3]
+    assert not first.errors and not second.errors

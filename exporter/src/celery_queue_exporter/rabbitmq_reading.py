@@ -85,10 +85,12 @@ class RabbitMQReader:
         client: ManagementClient,
         queue_set: QueueSet,
         clock: Callable[[], float] = time.time,
+        paged_above: int = PAGED_ABOVE,
     ) -> None:
         self.client = client
         self.queue_set = queue_set
         self.clock = clock
+        self.paged_above = paged_above
         self.paged = True  # the first scrape asks one page: it tells how many queues there are
         self._last_error: str | None = None
         self._query = "columns=" + ",".join(COLUMNS)
@@ -118,7 +120,7 @@ class RabbitMQReader:
             reading.requests += 1
             if not isinstance(items, list):
                 raise self._malformed("a queue list")
-            self.paged = len(items) > PAGED_ABOVE
+            self.paged = len(items) > self.paged_above
             return items
         items: list[Any] = []
         page = 1
@@ -132,7 +134,7 @@ class RabbitMQReader:
             if not isinstance(page_count, int) or page >= page_count:
                 break
             page += 1
-        self.paged = len(items) > PAGED_ABOVE
+        self.paged = len(items) > self.paged_above
         return items
 
     def _malformed(self, what: str) -> ManagementError:
