@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from native.settings import load as load_settings
-from native.stack import prepare_run_dir
+from native.stack import prepare_run_dir, table
 from prometheus import generate
 from tests.support.procs import REPO, tool
 
@@ -176,8 +176,8 @@ def test_native_runner_reads_the_repository_config_files(tmp_path: Path) -> None
     # Alertmanager's file is the repository's own when no ALERT_* channel is set.
     written = yaml.safe_load((settings.run_dir / "alertmanager" / "alertmanager.yml").read_text())
     assert written == yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
-    supervisord = (REPO / "native" / "supervisord.conf").read_text()
-    assert "--conf=flower/flowerconfig.py" in supervisord
+    flower = table(settings)["flower"]
+    assert "--conf=flower/flowerconfig.py" in flower.argv and flower.cwd == REPO
 
 
 def test_compose_mounts_the_repository_config_files() -> None:
