@@ -160,7 +160,7 @@ def test_alerting_yml_names_the_jobs_prometheus_yml_scrapes() -> None:
 
 def test_the_beat_alert_knows_the_beat_period() -> None:
     tasks = generate.load().params("CeleryBeatMissing")["tasks"]
-    schedule = create_app(Settings()).conf.beat_schedule
+    schedule = create_app(Settings.from_env({})).conf.beat_schedule
     periods = {entry["task"]: float(entry["schedule"]) for entry in schedule.values()}
     assert {task: promql.seconds(d) for task, d in tasks.items()} == periods, (
         "prometheus/alerting.yml's CeleryBeatMissing.tasks and workers/config.py's beat_schedule differ"
