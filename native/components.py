@@ -74,6 +74,7 @@ class Layout:
     tools_bin: Path = TOOLS_BIN
     worker_name: str = "worker1@%h"
     worker_queues: str | None = None  # None: every queue of the app (workers.routing.TASK_QUEUES)
+    worker_pool: str | None = None  # None: Celery's default, prefork (as compose runs it)
     worker_concurrency: int | None = None  # None: Celery's default (one process per CPU)
     beat: bool = True
     exporter_consumers_interval: float | None = None  # None: the exporter's default
@@ -135,6 +136,8 @@ def worker(lay: Layout, name: str) -> Component:
     if lay.worker_queues is not None:
         argv += ["-Q", lay.worker_queues]
     argv += ["-E", "--loglevel=INFO"]
+    if lay.worker_pool is not None:
+        argv.append(f"--pool={lay.worker_pool}")
     if lay.worker_concurrency is not None:
         argv.append(f"--concurrency={lay.worker_concurrency}")
     return Component(
@@ -144,7 +147,7 @@ def worker(lay: Layout, name: str) -> Component:
         REPO,
         _env(lay, **lay.celery_env),
         health.celery_ping(lay.broker_url),
-        deployment_flags=frozenset({"-n", "--concurrency"}),
+        deployment_flags=frozenset({"-n", "--pool", "--concurrency"}),
         stop_wait_s=20,
     )
 
