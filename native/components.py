@@ -116,6 +116,15 @@ def _env(lay: Layout, **own: str) -> dict[str, str]:
     return {"PYTHONUNBUFFERED": "1", **own, **lay.extra_env}
 
 
+def _server(
+    lay: Layout, name: str, kind: str, argv: Sequence[str], cwd: Path, probe: health.Probe, **fields: Any
+) -> Component:
+    """A component that listens on its port in `lay.ports`, with the common environment unless
+    `env` is given."""
+    env = fields.pop("env", None) or _env(lay)
+    return Component(name, kind, tuple(argv), cwd, env, probe, url=lay.url(name), port=lay.ports[name], **fields)
+
+
 def redis(lay: Layout, name: str) -> Component:
     """A throwaway Redis, started only where none answers at the broker URL (nothing on disk)."""
     argv = ("redis-server", "--bind", HOST, "--port", str(lay.redis_port), "--save", "", "--appendonly", "no")
@@ -131,8 +140,16 @@ def redis(lay: Layout, name: str) -> Component:
     )
 
 
+def _celery(lay: Layout, command: str) -> list[str]:
+    return [str(lay.venv_bin / "celery"), "-A", "workers.app", command]
+
+
+def _listen(port: int) -> list[str]:
+    return ["--address", HOST, "--port", str(port)]
+
+
 def worker(lay: Layout, name: str) -> Component:
-    argv = [str(lay.venv_bin / "celery"), "-A", "workers.app", "worker", "-n", lay.worker_name]
+    argv = [*_celery(lay, "worker"), "-n", lay.worker_name]
     if lay.worker_queues is not None:
         argv += ["-Q", lay.worker_queues]
     argv += ["-E", "--loglevel=INFO"]
@@ -140,97 +157,46 @@ def worker(lay: Layout, name: str) -> Component:
         argv.append(f"--pool={lay.worker_pool}")
     if lay.worker_concurrency is not None:
         argv.append(f"--concurrency={lay.worker_concurrency}")
-    return Component(
-        name,
-        "worker",
-        tuple(argv),
-        REPO,
-        _env(lay, **lay.celery_env),
-        health.celery_ping(lay.broker_url),
-        deployment_flags=frozenset({"-n", "--pool", "--concurrency"}),
-        stop_wait_s=20,
-    )
+    env, probe = _env(lay, **lay.celery_env), health.celery_ping(lay.broker_url)
+    flags = frozenset({"-n", "--pool", "--concurrency"})
+    return Component(name, "worker", tuple(argv), REPO, env, probe, deployment_flags=flags, stop_wait_s=20)
 
 
 def beat(lay: Layout, name: str) -> Component:
-    schedule = lay.run_dir / name / "celerybeat-schedule"
-    argv = (str(lay.venv_bin / "celery"), "-A", "workers.app", "beat", "--loglevel=INFO", f"--schedule={schedule}")
-    return Component(
-        name, "beat", argv, REPO, _env(lay, **lay.celery_env), None, deployment_flags=frozenset({"--schedule"})
-    )
+    argv = [*_celery(lay, "beat"), "--loglevel=INFO", f"--schedule={lay.run_dir / name / 'celerybeat-schedule'}"]
+    flags = frozenset({"--schedule"})
+    return Component(name, "beat", tuple(argv), REPO, _env(lay, **lay.celery_env), None, deployment_flags=flags)
 
 
 def flower(lay: Layout, name: str) -> Component:
     port = lay.ports[name]
-    argv = (
-        str(lay.venv_bin / "celery"),
-        "-A",
-        "workers.app",
-        "flower",
-        f"--address={HOST}",
-        f"--port={port}",
-        "--conf=flower/flowerconfig.py",
-    )
-    return Component(
-        name,
-        "flower",
-        argv,
-        REPO,
-        _env(lay, **lay.celery_env, FLOWER_BASIC_AUTH=lay.flower_basic_auth),
-        health.http_text(lay.url(name) + "/healthcheck", "OK"),
-        url=lay.url(name),
-        port=port,
-        job="flower",
-        deployment_flags=frozenset({"--address", "--port"}),
-    )
+    argv = [*_celery(lay, "flower"), f"--address={HOST}", f"--port={port}", "--conf=flower/flowerconfig.py"]
+    env = _env(lay, **lay.celery_env, FLOWER_BASIC_AUTH=lay.flower_basic_auth)
+    probe, flags = health.http_text(lay.url(name) + "/healthcheck", "OK"), frozenset({"--address", "--port"})
+    return _server(lay, name, "flower", argv, REPO, probe, env=env, job="flower", deployment_flags=flags)
 
 
 def exporter(lay: Layout, name: str) -> Component:
-    port = lay.ports[name]
-    argv = [str(lay.venv_bin / "celery-queue-exporter"), "--address", HOST, "--port", str(port)]
+    argv = [str(lay.venv_bin / "celery-queue-exporter"), *_listen(lay.ports[name])]
     if lay.exporter_consumers_interval is not None:
         argv += ["--consumers-interval", f"{lay.exporter_consumers_interval:g}"]
     # The broker URL goes through the environment: on the command line its password would show
     # in `ps` to every user of the machine.
     env = _env(lay, CELERY_EXPORTER_BROKER_URL=lay.exporter_broker_url or lay.broker_url)
-    return Component(
-        name,
-        "exporter",
-        tuple(argv),
-        REPO,
-        env,
+    probe, flags = (
         health.exporter(lay.url(name) + "/metrics"),
-        url=lay.url(name),
-        port=port,
-        job="celery-queue-exporter",
-        deployment_flags=frozenset({"--address", "--port", "--consumers-interval"}),
+        frozenset({"--address", "--port", "--consumers-interval"}),
+    )
+    return _server(
+        lay, name, "exporter", argv, REPO, probe, env=env, job="celery-queue-exporter", deployment_flags=flags
     )
 
 
 def receiver(lay: Layout, name: str) -> Component:
-    port = lay.ports[name]
-    argv = (
-        str(lay.venv_bin / "python"),
-        "-m",
-        "receiver",
-        "--address",
-        HOST,
-        "--port",
-        str(port),
-        "--file",
-        str(lay.run_dir / name / "alerts.jsonl"),
-    )
-    return Component(
-        name,
-        "receiver",
-        argv,
-        REPO,
-        _env(lay),
-        health.http_ok(lay.url(name) + "/-/healthy"),
-        url=lay.url(name),
-        port=port,
-        deployment_flags=frozenset({"--address", "--port", "--file"}),
-    )
+    alerts = lay.run_dir / name / "alerts.jsonl"
+    argv = [str(lay.venv_bin / "python"), "-m", "receiver", *_listen(lay.ports[name]), "--file", str(alerts)]
+    probe, flags = health.http_ok(lay.url(name) + "/-/healthy"), frozenset({"--address", "--port", "--file"})
+    return _server(lay, name, "receiver", argv, REPO, probe, deployment_flags=flags)
 
 
 def alertmanager(lay: Layout, name: str) -> Component:
@@ -245,17 +211,13 @@ def alertmanager(lay: Layout, name: str) -> Component:
         "--cluster.listen-address=",
         f"--data.maintenance-interval={lay.alertmanager_maintenance_interval}",
     )
-    return Component(
-        name,
-        "alertmanager",
-        argv,
-        lay.run_dir / name,
-        _env(lay),
+    probe, flags = (
         health.http_ok(lay.url(name) + "/-/ready"),
-        url=lay.url(name),
-        port=port,
-        job="alertmanager",
-        deployment_flags=frozenset({"--config.file", "--storage.path", "--web.listen-address"}),
+        {"--config.file", "--storage.path", "--web.listen-address"},
+    )
+    folder = lay.run_dir / name
+    return _server(
+        lay, name, "alertmanager", argv, folder, probe, job="alertmanager", deployment_flags=frozenset(flags)
     )
 
 
@@ -270,18 +232,8 @@ def prometheus(lay: Layout, name: str) -> Component:
         f"--storage.tsdb.path={folder / 'data'}",
         f"--web.listen-address={HOST}:{port}",
     )
-    return Component(
-        name,
-        "prometheus",
-        argv,
-        folder,
-        _env(lay),
-        health.prometheus(lay.url(name)),
-        url=lay.url(name),
-        port=port,
-        job="prometheus",
-        deployment_flags=frozenset({"--config.file", "--storage.tsdb.path", "--web.listen-address"}),
-    )
+    probe, flags = health.prometheus(lay.url(name)), {"--config.file", "--storage.tsdb.path", "--web.listen-address"}
+    return _server(lay, name, "prometheus", argv, folder, probe, job="prometheus", deployment_flags=frozenset(flags))
 
 
 BUILDERS = {
