@@ -2,8 +2,8 @@
 per-broker target carries there: the exporter's and Flower's. Rules, Alertmanager's grouping and
 the dashboards tell brokers apart by it, so two apps' `default` queues never merge.
 
-The native runner and the test stack write their targets with `target_file()`; the committed
-compose targets (targets/compose/) are checked against it by the tests."""
+native/components.py writes the native runner's and the test stack's targets with it; the
+committed compose targets (targets/compose/) are checked against the same by the tests."""
 
 from __future__ import annotations
 
@@ -41,17 +41,12 @@ def target_groups(addresses: Sequence[str], broker: str | None = None) -> list[d
     return [group]
 
 
-def target_file(addresses: Sequence[str], broker: str | None = None) -> str:
-    return yaml.safe_dump(target_groups(addresses, broker), default_flow_style=None, sort_keys=False)
+def dump(groups: Sequence[Mapping[str, object]]) -> str:
+    """The text of a targets/<job>.yml file."""
+    return yaml.safe_dump(list(groups), default_flow_style=None, sort_keys=False)
 
 
 def per_broker_jobs() -> frozenset[str]:
     """The jobs whose targets each read one broker: the exporter's and Flower's (alerting.yml `jobs`);
     Prometheus and Alertmanager serve the whole stack."""
     return frozenset(load_alerting().settings["jobs"].values())
-
-
-def target_files(addresses: Mapping[str, Sequence[str]], broker: str) -> dict[str, str]:
-    """job -> text of targets/<job>.yml; the per-broker jobs get the `broker` label."""
-    per_broker = per_broker_jobs()
-    return {job: target_file(addrs, broker if job in per_broker else None) for job, addrs in addresses.items()}
