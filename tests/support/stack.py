@@ -87,7 +87,6 @@ class LocalStack:
         self.brokers: dict[str, RedisServer] = {broker_name: self.redis}
         for name in more_brokers:
             self.brokers[name] = RedisServer(self.logs)
-            self.ports[self.exporter_of(name)] = free_port()
         self._broker_url = broker_url
         self._exporter_broker_url = exporter_broker_url
         self.args = args or {}
@@ -97,6 +96,8 @@ class LocalStack:
         self.extra_env = extra_env or {}
         # prometheus/alerting.yml unless a test brings its own; every `for:` becomes alert_for
         self.alerting = alerting or generate.load()
+        for name in more_brokers:  # the port of each further broker's exporter
+            self.ports[self.exporter_of(name)] = free_port()
 
     @property
     def layout(self) -> Layout:
