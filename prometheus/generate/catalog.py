@@ -33,7 +33,7 @@ class Param(StrEnum):
     RATIO = "a ratio > 0 and <= 1"
     COUNT = "a whole number >= 1"
     SECONDS_OR_NULL = "a number of seconds > 0, or null"
-    PERIODS = "a mapping of task name to its period (a duration)"
+    PERIODS = "a mapping of task name to its period (a duration), or to {period: a duration, brokers: [broker names]}"
     BOOL = "true or false"
 
 
@@ -233,21 +233,26 @@ def beat_missing(c: RuleContext) -> Built:
     period = c.item_params["period"]
     periods = c.params["missed_periods"]
     window = q.duration(q.seconds(period) * periods)
-    s = q.selector("flower_events_total", ['type="task-succeeded"', q.equal("task", c.item)])
+    b = BROKER_LABEL
+    # A task listed with `brokers:` is expected on those brokers only: another Celery app of the
+    # stack that never runs it must not page for it.
+    only = [q.one_of(b, c.item_params["brokers"])] if c.item_params.get("brokers") else []
+    s = q.selector("flower_events_total", ['type="task-succeeded"', q.equal("task", c.item), *only])
     # increase() cannot see a counter's first value, and Flower creates the series at the first
     # success (and again after its restart): a series younger than the window counts as one.
-    flower = q.string(c.settings["jobs"]["flower"])
+    flower_job = q.equal("job", c.settings["jobs"]["flower"])
+    up = q.selector("up", [flower_job, *only])
+    started = q.selector("process_start_time_seconds", [flower_job, *only])
     # A Flower younger than the window cannot have seen N periods (with no history from before).
     # Per broker (each Flower serves one): a broker whose Flower never saw the task counts 0; with
     # no Flower target at all, one broker-less 0 (CeleryFlowerDown fires then, and inhibits it).
-    b = BROKER_LABEL
     increase = f"sum by ({b}) (increase({s}[{window}]))"
     expr = (
         f"(\n  {increase}\n  +\n"
         f"  (count by ({b}) ({s} unless {s} offset {window}) or {increase} * 0)\n"
-        f"  or\n  sum by ({b}) (up{{job={flower}}}) * 0\n  or on ()\n  vector(0)\n) < 1\n"
+        f"  or\n  sum by ({b}) ({up}) * 0\n  or on ()\n  vector(0)\n) < 1\n"
         f"unless on ({b})\n"
-        f"(time() - max by ({b}) (process_start_time_seconds{{job={flower}}}) < {q.number(q.seconds(window))})"
+        f"(time() - max by ({b}) ({started}) < {q.number(q.seconds(window))})"
     )
     return Built(
         expr,

@@ -96,7 +96,19 @@ def _valid(kind: Param, v: Any) -> bool:
         return v is None or (_is_number(v) and v > 0)
     if kind is Param.BOOL:
         return isinstance(v, bool)
-    return isinstance(v, dict) and bool(v) and all(isinstance(k, str) and q.is_duration(p) for k, p in v.items())
+    return isinstance(v, dict) and bool(v) and all(isinstance(k, str) and _periodic(p) for k, p in v.items())
+
+
+def _periodic(v: Any) -> bool:
+    """A beat period: a duration, or {period: duration, brokers: [non-empty names]}."""
+    if q.is_duration(v):
+        return True
+    if not isinstance(v, dict) or set(v) - {"period", "brokers"} or not q.is_duration(v.get("period")):
+        return False
+    brokers = v.get("brokers")
+    return brokers is None or (
+        isinstance(brokers, list) and bool(brokers) and all(isinstance(x, str) and x for x in brokers)
+    )
 
 
 def _check_param(kind: Param, value: Any, where: str) -> Any:

@@ -64,3 +64,8 @@ def equal(label: str, value: str) -> str:
 
 def not_equal(label: str, value: str) -> str:
     return f"{label}!={string(value)}"
+
+
+def one_of(label: str, values: Iterable[str]) -> str:
+    """`label=~"a|b"`, each value matched literally."""
+    return f"{label}=~{string('|'.join(re.escape(v) for v in values))}"

@@ -157,10 +157,15 @@ def alert_rules(spec: AlertSpec, config: AlertingConfig, prof: Profile) -> list[
     if spec.scope is Scope.BEAT:
         params = config.params(spec.name)
         return [
-            _alert_rule(spec, config, prof, params, (), item=task, item_params={"period": period})
+            _alert_rule(spec, config, prof, params, (), item=task, item_params=_periodic(period))
             for task, period in params["tasks"].items()
         ]
     return [_alert_rule(spec, config, prof, config.params(spec.name), ())]
+
+
+def _periodic(value: str | Mapping[str, Any]) -> dict[str, Any]:
+    """A task's entry under CeleryBeatMissing.tasks: `30s`, or `{period: 30s, brokers: [...]}`."""
+    return {"period": value, "brokers": []} if isinstance(value, str) else {"brokers": [], **value}
 
 
 def alert_groups(config: AlertingConfig, prof: Profile) -> list[Group]:

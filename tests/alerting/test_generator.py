@@ -168,3 +168,55 @@ def test_the_cli_reports_a_bad_file_in_one_line_with_exit_2(tmp_path: Path) -> N
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_a_periodic_task_listed_for_some_brokers_is_not_expected_on_the_others(tmp_path: Path) -> None:
+    """Two Celery apps on one stack: beat runs the task for payments only; orders never does."""
+    doc = source()
+    tasks = doc["alerts"]["CeleryBeatMissing"]["tasks"]
+    tasks["workers.tasks.periodic_task"] = {"period": "30s", "brokers": ["payments"]}
+    config = generate.parse(doc)
+    generate.write_profile(config, generate.profile(config, generate.PRODUCTION), tmp_path)
+    flower = 'job="flower",instance="f-{b}:5555",broker="{b}"'
+    succeeded = 'flower_events_total{{{f},worker="w@h",task="workers.tasks.periodic_task",type="task-succeeded"}}'
+    series = []
+    for broker in ("payments", "orders"):
+        f = flower.format(b=broker)
+        series += [
+            {"series": f"process_start_time_seconds{{{f}}}", "values": "0x40"},
+            {"series": f"up{{{f}}}", "values": "1x40"},
+        ]
+    # payments: its last success at 1m; orders runs some other periodic task of its own
+    series.append({"series": succeeded.format(f=flower.format(b="payments")), "values": "1 1 2 2 3x36"})
+    fired = {
+        "exp_labels": {"severity": "warning", "task": "workers.tasks.periodic_task", "broker": "payments"},
+        "exp_annotations": {
+            "summary": "A periodic Celery task stopped succeeding.",
+            "description": "workers.tasks.periodic_task has not succeeded on broker payments in the last 1m30s "
+            "(3 periods of 30s): celery beat is down, the queue of the task is not consumed, or the task fails.",
+            "runbook_url": "docs/runbooks.md#celerybeatmissing",
+            "dashboard_url": "http://127.0.0.1:3000/d/celery-workers?var-task=workers.tasks.periodic_task"
+            "&var-broker=payments",
+        },
+    }
+    tests = {
+        "rule_files": [str(p) for p in sorted(tmp_path.glob("*.yml"))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": series,
+                "alert_rule_test": [{"alertname": "CeleryBeatMissing", "eval_time": "6m", "exp_alerts": [fired]}],
+            }
+        ],
+    }
+    (tmp_path / "case.test.yaml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run([tool("promtool"), "test", "rules", str(tmp_path / "case.test.yaml")], capture_output=True)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_a_periodic_task_entry_is_a_duration_or_period_and_brokers() -> None:
+    doc = source()
+    doc["alerts"]["CeleryBeatMissing"]["tasks"]["workers.tasks.periodic_task"] = {"period": "30s", "brokers": []}
+    with pytest.raises(generate.ConfigError, match=re.escape("is not a mapping of task name to its period")):
+        generate.parse(doc)
