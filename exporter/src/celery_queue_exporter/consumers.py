@@ -143,7 +143,9 @@ class ConsumersReading:
             from celery import Celery
 
             app = Celery("celery-queue-exporter", broker=self.broker_url, set_as_current=False)
-            app.conf.broker_transport_options = self.transport_options
+            # No retries inside a reading (kombu would spend ~6 s on a broker that refuses connections,
+            # holding up shutdown): the next interval is the retry.
+            app.conf.broker_transport_options = {**self.transport_options, "max_retries": 0}
             app.conf.broker_connection_retry_on_startup = False
             app.conf.broker_connection_max_retries = 0
             self._app = app

@@ -79,7 +79,7 @@ CONSUMERS_READING_ENABLED = MetricDef(
     "celery_exporter_consumers_reading_enabled",
     "gauge",
     "1 while the background inspect active_queues reading runs (--consumers-interval > 0 and Celery "
-    "installed), else 0: celery_queue_consumers and celery_worker_up are then absent by design.",
+    "installed), else 0: the per-queue consumers and worker liveness metrics are then absent by design.",
 )
 CONSUMERS_READING_ERRORS = MetricDef(
     "celery_exporter_consumers_reading_errors",
