@@ -5,20 +5,25 @@ are one line and exit code 2 at start-up."""
 
 from __future__ import annotations
 
+import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
 from celery_queue_exporter.config import ConfigError, load_config
 from celery_queue_exporter.probe import target_name
 from celery_queue_exporter.server import BadRequest
 from tests.exporter.conftest import Samples, parse
 from tests.exporter.test_config import run_cli
-from tests.support.procs import RedisServer, free_port, wait_until
+from tests.support.procs import REPO, Proc, RedisServer, free_port, tool, wait_until
+
+EXAMPLE_ADDRESS = "celery-exporter.internal:9818"  # the exporter's address in prometheus/examples/probe-job.yml
 
 
 def get(url: str) -> tuple[int, str]:
@@ -276,3 +281,62 @@ def test_target_name_accepts_plain_names(query, name):
 def test_target_name_refuses_the_rest(query):
     with pytest.raises(BadRequest):
         target_name(query)
+
+
+def test_prometheus_scrapes_the_example_probe_job_with_a_broker_label_per_target(
+    tmp_path, brokers, start_exporter, celery_producer
+):
+    """prometheus/examples/probe-job.yml, as shipped but for the exporter's address, run by a real
+    Prometheus: one series per broker and queue, labelled with the broker; the process' own once."""
+    payments, orders = brokers
+    for server, count in ((payments, 3), (orders, 5)):
+        app = celery_producer(server.url)
+        for _ in range(count):
+            app.send_task("tests.noop", queue="default")
+    config = write_config(
+        tmp_path,
+        f'broker_url: ""\ntargets:\n  payments: {{broker_url: "{payments.url}", consumers_interval: 0}}\n'
+        f'  orders: {{broker_url: "{orders.url}", consumers_interval: 0}}\n',
+    )
+    exporter = start_exporter("--config", config)
+    address = f"127.0.0.1:{exporter.port}"
+    job = yaml.safe_load((REPO / "prometheus/examples/probe-job.yml").read_text().replace(EXAMPLE_ADDRESS, address))
+    job["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s"}
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(job))
+    port = free_port()
+    prometheus = Proc(
+        "prometheus-probe",
+        [tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        tmp_path,
+    )  # fmt: skip
+    try:
+
+        def query(expr: str) -> dict[tuple[tuple[str, str], ...], str]:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/v1/query?{urllib.parse.urlencode({'query': expr})}", timeout=5
+            ) as resp:
+                result = json.load(resp)["data"]["result"]
+            return {tuple(sorted(r["metric"].items())): r["value"][1] for r in result}
+
+        def scraped_all() -> bool:  # both probe targets and the process job, each scraped once at least
+            return len(query('celery_queue_length{queue_name="default"}')) == 2 and len(query("up")) == 3
+
+        wait_until(scraped_all, 30, "Prometheus scraping both targets through the probe job, and the exporter")
+        found = query('celery_queue_length{queue_name="default"}')
+        common = {"job": "celery-queue-exporter", "instance": address, "queue_name": "default"}
+        assert found == {
+            tuple(sorted({**common, "__name__": "celery_queue_length", "broker": broker}.items())): value
+            for broker, value in (("payments", "3"), ("orders", "5"))
+        }, found
+        up = query("up")
+        assert sorted((dict(labels)["job"], dict(labels).get("broker"), v) for labels, v in up.items()) == [
+            ("celery-queue-exporter", "orders", "1"),
+            ("celery-queue-exporter", "payments", "1"),
+            ("celery-queue-exporter-process", None, "1"),
+        ]
+        build = query("celery_exporter_build_info")
+        assert [dict(labels)["job"] for labels in build] == ["celery-queue-exporter-process"]
+        assert all("broker" not in dict(labels) for labels in build)
+    finally:
+        prometheus.stop()
