@@ -340,3 +340,18 @@ def test_prometheus_scrapes_the_example_probe_job_with_a_broker_label_per_target
         assert all("broker" not in dict(labels) for labels in build)
     finally:
         prometheus.stop()
+
+
+def readme_yaml_after(heading: str, nth: int = 0) -> str:
+    """The nth ```yaml block of exporter/README.md after `heading`."""
+    text = (REPO / "exporter/README.md").read_text()
+    return text[text.index(heading) :].split("```yaml\n")[nth + 1].split("```")[0]
+
+
+def test_the_readme_examples_are_the_ones_shipped_and_tested(tmp_path):
+    heading = "## Several brokers in one exporter"
+    config = load_config(["--config", write_config(tmp_path, readme_yaml_after(heading))], environ={})
+    assert config.broker_url == "" and list(config.targets) == ["payments", "orders"]
+    assert config.targets["orders"].queues == ("default",) and config.targets["orders"].global_keyprefix == "orders:"
+    shipped = yaml.safe_load((REPO / "prometheus/examples/probe-job.yml").read_text())
+    assert yaml.safe_load(readme_yaml_after(heading, 1)) == shipped
