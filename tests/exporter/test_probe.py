@@ -6,6 +6,7 @@ are one line and exit code 2 at start-up."""
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -101,6 +102,9 @@ targets:
     assert value(of_orders, "celery_broker_up") == 1
     assert value(of_orders, "celery_queue_length", queue_name="default") == 5
     assert value(of_orders, "celery_queue_priority_length", queue_name="emails", priority="9") == 1
+    text = get(f"http://127.0.0.1:{exporter.port}/probe?target=orders")[1]
+    lint = subprocess.run([tool("promtool"), "check", "metrics"], input=text, text=True, capture_output=True, timeout=9)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     # a probe holds its broker's families only: the process' own are on /metrics, once
     for samples in (of_payments, of_orders):
         assert not [key for key in samples if key[0].startswith(("process_", "celery_exporter_build_info"))]
