@@ -265,7 +265,7 @@ targets:
     assert payments.sources["priority_steps"] == "config file key targets.payments.priority_steps"
 
 
-def test_a_unsupported_target_url_names_its_target(tmp_path):
+def test_an_unsupported_target_url_names_its_target(tmp_path):
     result = run_cli("--config", write_config(tmp_path, "targets:\n  mq: {broker_url: 'ftp://u:s3cret@h/'}\n"))
     assert result.returncode == 2 and "target 'mq'" in result.stderr and "s3cret" not in result.stderr, result
 
@@ -359,3 +359,15 @@ def test_the_readme_examples_are_the_ones_shipped_and_tested(tmp_path):
     assert config.targets["orders"].queues == ("default",) and config.targets["orders"].global_keyprefix == "orders:"
     shipped = yaml.safe_load((REPO / "prometheus/examples/probe-job.yml").read_text())
     assert yaml.safe_load(readme_yaml_after(heading, 1)) == shipped
+
+
+def test_a_targets_app_gives_its_layout_defaults(tmp_path):
+    """`app:` in a target loads that app's broker_transport_options for that target alone."""
+    path = write_config(
+        tmp_path, "targets:\n  payments: {broker_url: 'redis://a/0', app: 'proj.celery:app', sep: '|'}\n"
+    )
+    options = {"global_keyprefix": "pay:", "sep": ":", "visibility_timeout": 60}
+    config = load_config(["--config", path], environ={}, transport_options=lambda ref: options)
+    payments = config.targets["payments"]
+    assert (payments.global_keyprefix, payments.sep, payments.visibility_timeout) == ("pay:", "|", 60)
+    assert config.global_keyprefix == "" and config.app is None
