@@ -17,7 +17,7 @@ import pytest
 import redis
 import yaml
 
-from celery_queue_exporter.config import ConfigError, load_config
+from celery_queue_exporter.config import TARGET_NAME, ConfigError, load_config
 from celery_queue_exporter.probe import target_name
 from celery_queue_exporter.server import BadRequest
 from tests.exporter.conftest import Samples, parse
@@ -371,3 +371,10 @@ def test_a_targets_app_gives_its_layout_defaults(tmp_path):
     payments = config.targets["payments"]
     assert (payments.global_keyprefix, payments.sep, payments.visibility_timeout) == ("pay:", "|", 60)
     assert config.global_keyprefix == "" and config.app is None
+
+
+def test_a_target_name_is_a_valid_broker_name_and_back():
+    """The exporter (installable alone) spells the rule of prometheus/file_sd.py once more: kept equal."""
+    from prometheus.file_sd import _NAME as BROKER_NAME
+
+    assert BROKER_NAME.pattern == f"^{TARGET_NAME.pattern}$"
