@@ -69,6 +69,12 @@ def test_consumers_metric_absent_when_disabled(redis_server, start_exporter, sta
     time.sleep(1.0)  # ...and two more intervals of it: time enough for the disabled one to have one too.
     text = disabled.text()
     assert "celery_queue_consumers" not in text and "celery_worker_up" not in text, text
+    # off by design, said explicitly (an alert on stale consumers can tell this from a stuck reading)
+    assert "\ncelery_exporter_consumers_reading_enabled 0\n" in text, text
+    assert "celery_exporter_consumers_reading_errors_total" not in text
+    enabled_text = enabled.text()
+    assert "\ncelery_exporter_consumers_reading_enabled 1\n" in enabled_text
+    assert 'celery_exporter_consumers_reading_errors_total{reason="refused"} 0\n' in enabled_text
 
 
 def test_promtool_accepts_the_exposition(redis_server, start_exporter, celery_producer):

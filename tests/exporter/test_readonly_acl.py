@@ -52,6 +52,11 @@ def test_read_only_acl_user(redis_server, start_exporter, start_worker, celery_p
     log = exporter.proc.log()
     assert "NOPERM" in log or "no permissions" in log
     assert PASSWORD not in log
+    # ...and the scrape says so too: the reading is on, and refused (not merely failing)
+    samples = exporter.scrape()
+    assert sample(samples, "celery_exporter_consumers_reading_enabled") == 1
+    assert sample(samples, "celery_exporter_consumers_reading_errors_total", reason="refused") >= 1
+    assert sample(samples, "celery_exporter_consumers_reading_errors_total", reason="failed") == 0
 
 
 # The broker of this stack (redis/users.acl): read-only, plus only the keys `inspect` owns.

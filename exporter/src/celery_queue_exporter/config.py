@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,15 @@ OPTIONS: tuple[Option, ...] = (
 )
 OPTIONS_BY_NAME = {opt.name: opt for opt in OPTIONS}
 
+# The config file's `targets:` mapping names the brokers served on /probe?target=NAME. These options
+# belong to the process (one listener, one log), so a target cannot set them; a target takes the rest.
+TARGETS_KEY = "targets"
+_NO_TARGETS = object()  # a file without the key, unlike `targets:` left empty (an error)
+PROCESS_OPTIONS = frozenset({"address", "port", "web_config_file", "log_level"})
+# A target name travels in URLs and becomes the `broker` label in Prometheus: keep it plain.
+TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+TARGET_NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -286,6 +296,7 @@ class Config:
     log_level: str
     config_file: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # option -> where its value came from
+    targets: Mapping[str, Config] = field(default_factory=dict)  # /probe?target=NAME -> its options
 
     @property
     def layout(self) -> RedisLayout:
@@ -347,6 +358,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
+        _refuse_duplicate_keys(path, yaml.compose(text, Loader=yaml.SafeLoader))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -360,10 +372,29 @@ def _read_config_file(path: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
-        if name not in OPTIONS_BY_NAME:
+        if name not in OPTIONS_BY_NAME and name != TARGETS_KEY:
             raise ConfigError(f"config file {path}: unknown option {key!r}")
         result[name] = value
     return result
+
+
+def _refuse_duplicate_keys(path: str, node: yaml.Node | None, where: tuple[str, ...] = ()) -> None:
+    """PyYAML keeps the last of two equal keys without a word: a target defined twice, or an option
+    set twice, would silently lose one of them. Option keys compare with '-' read as '_'."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_line: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+        if key is not None and key != "<<":  # "<<" merges an anchor's keys: explicit keys override them
+            same = key if where == (TARGETS_KEY,) else key.replace("-", "_")
+            line = key_node.start_mark.line + 1
+            if same in first_line:
+                what = f"target {key!r} is defined" if where == (TARGETS_KEY,) else f"key {key!r} appears"
+                raise ConfigError(f"config file {path} line {line}: {what} twice (first at line {first_line[same]})")
+            first_line[same] = line
+        if len(where) < 2:  # options, target names, a target's options; deeper values are plain lists
+            _refuse_duplicate_keys(path, value_node, (*where, (key or "").replace("-", "_")))
 
 
 def _as_text(value: Any) -> str:
@@ -384,6 +415,7 @@ def load_config(
     args = parse_args(argv)
     config_path = args.config or env.get(ENV_PREFIX + "CONFIG") or None
     file_values = _read_config_file(config_path) if config_path else {}
+    targets = file_values.pop(TARGETS_KEY, _NO_TARGETS)
 
     raw: dict[str, tuple[str, Any]] = {}
     for opt in OPTIONS:
@@ -399,6 +431,18 @@ def load_config(
             if opt.name in file_values and file_values[opt.name] is not None:
                 raw[opt.name] = (f"config file key {opt.name}", _as_text(file_values[opt.name]))
 
+    values, sources = _resolve(raw, transport_options)
+    config = Config(**values, config_file=config_path, sources=sources)
+    if targets is _NO_TARGETS:
+        return config
+    return replace(config, targets=_targets(str(config_path), targets, config, transport_options))
+
+
+def _resolve(
+    raw: Mapping[str, tuple[str, str]], transport_options: Callable[[str], Mapping[str, Any]] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Parse the given (source, text) of each option; the app's transport options, then the
+    defaults, fill the rest. Returns (values, sources)."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, (source, text) in raw.items():
@@ -424,7 +468,47 @@ def load_config(
         if opt.name not in values:
             values[opt.name] = opt.default
             sources[opt.name] = "default"
-    return Config(**values, config_file=config_path, sources=sources)
+    return values, sources
+
+
+def _targets(
+    path: str, data: Any, process: Config, transport_options: Callable[[str], Mapping[str, Any]] | None
+) -> dict[str, Config]:
+    """The config file's `targets:`, each a mapping of options over the built-in defaults (flags and
+    environment variables set the default target of /metrics only); the process options are shared."""
+    if not data:
+        raise ConfigError(
+            f"config file {path}: {TARGETS_KEY}: is empty; define at least one target "
+            "(NAME: {{broker_url: ...}}) or remove the key"
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: {TARGETS_KEY}: must map target names to their options")
+    targets: dict[str, Config] = {}
+    for key, options in data.items():
+        name = str(key)
+        if not TARGET_NAME.fullmatch(name):
+            raise ConfigError(f"config file {path}: target name {name!r} is malformed: use {TARGET_NAME_RULE}")
+        if not isinstance(options, dict):
+            raise ConfigError(f"config file {path}: target {name!r} must be a mapping of options (broker_url: ...)")
+        raw: dict[str, tuple[str, str]] = {}
+        for option_key, value in options.items():
+            option = str(option_key).replace("-", "_")
+            if option in PROCESS_OPTIONS:
+                raise ConfigError(
+                    f"config file {path}: target {name!r}: {option_key!r} is an option of the whole exporter, "
+                    "set it at the top level"
+                )
+            if option not in OPTIONS_BY_NAME:
+                raise ConfigError(f"config file {path}: target {name!r}: unknown option {option_key!r}")
+            if value is not None:
+                raw[option] = (f"config file key {TARGETS_KEY}.{name}.{option}", _as_text(value))
+        if not raw.get("broker_url", ("", ""))[1]:
+            raise ConfigError(f"config file {path}: target {name!r} has no broker_url")
+        values, sources = _resolve(raw, transport_options)
+        for option in PROCESS_OPTIONS:
+            values[option], sources[option] = getattr(process, option), process.sources[option]
+        targets[name] = Config(**values, config_file=path, sources=sources)
+    return targets
 
 
 def _reason(exc: ValueError) -> str:

@@ -30,6 +30,8 @@ INSPECT_NEEDS = (
     "Celery's inspect needs PUBLISH for the broadcast and, for its reply queue, MULTI EXEC EVALSHA "
     "SCRIPT|EXISTS SADD SREM ZADD SET DEL BRPOP TIME"
 )
+# celery_exporter_consumers_reading_errors_total{reason}: refused (permissions), failed (anything else)
+ERROR_REASONS = ("refused", "failed")
 
 
 class ConsumersReading:
@@ -54,6 +56,8 @@ class ConsumersReading:
         self._thread: threading.Thread | None = None
         self._last_problem: str | None = None
         self._app: Any = None
+        self._unavailable = False  # Celery is not installed: the thread has stopped for good
+        self._errors: Counter[str] = Counter(dict.fromkeys(ERROR_REASONS, 0))
 
     def snapshot(self) -> tuple[float, dict[str, int]] | None:
         """(unix time of the reading, workers per queue), or None while no reading succeeded."""
@@ -65,6 +69,15 @@ class ConsumersReading:
         within worker_grace_period but not that one."""
         with self._lock:
             return dict(self._workers)
+
+    def enabled(self) -> bool:
+        """False once the reading stopped for good (Celery not installed)."""
+        return not self._unavailable
+
+    def errors(self) -> dict[str, int]:
+        """Failed readings since start, by reason (ERROR_REASONS)."""
+        with self._lock:
+            return dict(self._errors)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="consumers-reading", daemon=True)
@@ -91,6 +104,7 @@ class ConsumersReading:
                 "celery is not installed (pip install 'celery-queue-exporter[celery]'): "
                 "celery_queue_consumers is not exported"
             )
+            self._unavailable = True
             self._stop.set()
             return
         except Exception as exc:  # noqa: BLE001 - any broker or permission error: report, retry later
@@ -101,8 +115,9 @@ class ConsumersReading:
             else:
                 why = "celery_queue_consumers is kept from the last good reading, if any"
             self._problem(f"inspect active_queues failed: {type(exc).__name__}: {redact_url(text)}; {why}")
-            if refused:
-                with self._lock:
+            with self._lock:
+                self._errors["refused" if refused else "failed"] += 1
+                if refused:
                     self._snapshot = None
                     self._workers = {}
             return
@@ -128,7 +143,9 @@ class ConsumersReading:
             from celery import Celery
 
             app = Celery("celery-queue-exporter", broker=self.broker_url, set_as_current=False)
-            app.conf.broker_transport_options = self.transport_options
+            # No retries inside a reading (kombu would spend ~6 s on a broker that refuses connections,
+            # holding up shutdown): the next interval is the retry.
+            app.conf.broker_transport_options = {**self.transport_options, "max_retries": 0}
             app.conf.broker_connection_retry_on_startup = False
             app.conf.broker_connection_max_retries = 0
             self._app = app

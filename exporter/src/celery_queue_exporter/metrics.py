@@ -75,6 +75,19 @@ WORKER_UP = MetricDef(
     "one (within --worker-grace-period) but not that one: stopped, killed or stuck.",
     ("worker",),
 )
+CONSUMERS_READING_ENABLED = MetricDef(
+    "celery_exporter_consumers_reading_enabled",
+    "gauge",
+    "1 while the background inspect active_queues reading runs (--consumers-interval > 0 and Celery "
+    "installed), else 0: the per-queue consumers and worker liveness metrics are then absent by design.",
+)
+CONSUMERS_READING_ERRORS = MetricDef(
+    "celery_exporter_consumers_reading_errors",
+    "counter",
+    "Background inspect active_queues readings that failed, by reason (refused: the broker refused a "
+    "command inspect needs, e.g. a read-only ACL user; failed: any other error, e.g. the broker unreachable).",
+    ("reason",),
+)
 
 # The exporter's own health and configuration (collectors/health.py).
 BROKER_UP = MetricDef("celery_broker_up", "gauge", "1 if this scrape could read the Redis broker, else 0.")
@@ -115,6 +128,8 @@ ALL = (
     QUEUE_CONSUMERS,
     QUEUE_CONSUMERS_TIMESTAMP,
     WORKER_UP,
+    CONSUMERS_READING_ENABLED,
+    CONSUMERS_READING_ERRORS,
     BROKER_UP,
     BROKER_VISIBILITY_TIMEOUT,
     SCRAPE_DURATION,

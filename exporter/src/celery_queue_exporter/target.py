@@ -2,7 +2,8 @@
 discovery state), the consumers thread, the collectors and the renderer's caches.
 
 A process serving several brokers holds one Target per broker; nothing is shared between them
-but the code, so each one's state is bounded by its own queues.
+but the code, so each one's state is bounded by its own queues. The default target (/metrics)
+also reports the build info; a probe target (/probe?target=NAME) reports its broker's families only.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from celery_queue_exporter.exposition import Renderer
 
 
 class Target:
-    def __init__(self, broker: Broker, consumers: ConsumersReading | None = None) -> None:
+    def __init__(self, broker: Broker, consumers: ConsumersReading | None = None, build_info: bool = True) -> None:
         self.broker = broker
         self.queues = QueueCollector()
         self.workers = WorkersCollector(consumers)
-        self.health = HealthCollector(broker.error_reasons, broker.visibility_timeout)
+        self.health = HealthCollector(broker.error_reasons, broker.visibility_timeout, build_info)
         self.renderer = Renderer()
         self._lock = threading.Lock()  # concurrent scrapes wait rather than double the load on the broker
 
     @classmethod
-    def from_config(cls, config: Config, static_queues: Sequence[str]) -> Target:
+    def from_config(cls, config: Config, static_queues: Sequence[str], build_info: bool = True) -> Target:
         """Raises connection.BrokerUrlError for a broker URL no broker kind serves."""
         broker = open_broker(config, static_queues)
         consumers = None
@@ -42,7 +43,7 @@ class Target:
                 broker.celery_transport_options,
                 worker_grace_period=config.worker_grace_period,
             )
-        return cls(broker, consumers)
+        return cls(broker, consumers, build_info)
 
     def start(self) -> None:
         self.workers.start()

@@ -14,9 +14,10 @@ from celery_queue_exporter.exposition import ColumnFamily, gauge
 class HealthCollector:
     """Keeps the error counters (every reason the broker kind counts starts at 0)."""
 
-    def __init__(self, error_reasons: Iterable[str], visibility_timeout: float | None) -> None:
+    def __init__(self, error_reasons: Iterable[str], visibility_timeout: float | None, build_info: bool = True) -> None:
         self.errors_total: Counter[str] = Counter({reason: 0 for reason in error_reasons})
         self.visibility_timeout = visibility_timeout
+        self.build_info = build_info  # a process-wide fact: /metrics has it, /probe?target= does not
 
     def families(self, r: BrokerReading) -> Iterator[ColumnFamily]:
         self.errors_total.update(r.errors)
@@ -26,10 +27,16 @@ class HealthCollector:
         yield gauge(metrics.SCRAPE_DURATION, r.duration)
         reasons = sorted(self.errors_total)
         yield ColumnFamily(metrics.SCRAPE_ERRORS, (reasons,), [self.errors_total[reason] for reason in reasons])
-        yield ColumnFamily(metrics.BUILD_INFO, ([__version__],), [1])
+        if self.build_info:
+            yield build_info()
         yield gauge(metrics.QUEUES_REPORTED, len(r.queues))
         yield gauge(metrics.QUEUES_DROPPED, r.queues_dropped)
         if r.unattributed_unacked is not None:
             yield gauge(metrics.UNACKED_UNATTRIBUTED, r.unattributed_unacked)
         if r.round_trips is not None:
             yield gauge(metrics.REDIS_ROUND_TRIPS, r.round_trips)
+
+
+def build_info() -> ColumnFamily:
+    """celery_exporter_build_info: once per process (/metrics), whatever the targets."""
+    return ColumnFamily(metrics.BUILD_INFO, ([__version__],), [1])

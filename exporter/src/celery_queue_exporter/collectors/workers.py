@@ -30,6 +30,14 @@ class WorkersCollector:
         return {"workers_seen": len(self.consumers.workers())} if self.consumers is not None else {}
 
     def families(self, r: BrokerReading) -> Iterator[ColumnFamily]:
+        # Whether the inspect reading runs and how often it fails, so that an alert on stale
+        # consumers can tell "off by design" and "refused by the broker" from "stuck".
+        enabled = self.consumers is not None and self.consumers.enabled()
+        yield gauge(metrics.CONSUMERS_READING_ENABLED, int(enabled))
+        if self.consumers is not None:
+            errors = self.consumers.errors()
+            reasons = sorted(errors)
+            yield ColumnFamily(metrics.CONSUMERS_READING_ERRORS, (reasons,), [errors[reason] for reason in reasons])
         if r.up and r.consumers is not None:
             yield ColumnFamily(metrics.QUEUE_CONSUMERS, (r.queues,), r.consumers)
         snapshot = self.consumers.snapshot() if self.consumers is not None else None
