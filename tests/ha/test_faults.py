@@ -74,10 +74,13 @@ def test_both_up_one_firing_and_one_resolved(topology: HATopology, report: Repor
     started = time.time()
     topology.backlog(queue)
     report.injected(f"1001 tasks in {queue}; both replicas, both Alertmanagers up")
+    wait_until(lambda: topology.alert_states(A, queue) == {"firing"}, 60, f"the alert of {queue} firing")
+    fired = time.time()
     seen = wait_notified(topology, queue)
     time.sleep(quiet_period(topology))
     firing = topology.notifications(queue)
-    report.figure(f"{queue}: firing notification, seconds after the publish began", seen - started, "s")
+    report.figure(f"{queue}: alert firing in Prometheus, seconds after the publish began", fired - started, "s")
+    report.figure(f"{queue}: firing notification, seconds after the alert fired", seen - fired, "s")
     report.observed(f"{queue}: {len(firing)} firing notification(s), from {senders(firing)}")
     assert not [n for n in firing if "replica" in n["labels"]], "the replica label reached Alertmanager"
     assert len(firing) == 1, "one alert, one notification: the replicas' copies are one alert and the peers dedupe"
