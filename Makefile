@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up status down demo test lint format tools venv bench dashboards lock help
+.PHONY: up status down demo test lint format tools venv bench dashboards kubernetes lock help
 
 help:
 	@echo "make up      install what is missing, start the stack, print where everything is"
@@ -60,6 +60,10 @@ bench: venv
 
 dashboards: venv
 	@$(PY) -m grafana.generate
+
+# deploy/kubernetes/base/generated/ from the production rules, alertmanager.yml and the dashboards.
+kubernetes: venv
+	@$(PY) -m deploy.kubernetes.generate
 
 # Re-pin every transitive Python dependency after changing requirements.txt.
 lock:

@@ -1,7 +1,7 @@
 """Grafana dashboards as code for the Celery monitoring stack.
 
 `python -m grafana.generate` writes grafana/dashboards/*.json from grafana/dashboards_src/;
-grafana/queries.py lists every query of those dashboards for tests against a real Prometheus.
+tests/grafana/queries.py lists every query of those dashboards for tests against a real Prometheus.
 """
 
 import warnings

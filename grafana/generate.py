@@ -17,8 +17,8 @@ from types import ModuleType
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from grafana.common import finalize
 from grafana.dashboards_src import DASHBOARDS
+from grafana.frame import finalize
 
 HERE = Path(__file__).resolve().parent
 DASHBOARDS_DIR = HERE / "dashboards"

@@ -31,6 +31,8 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v openssl >/dev/null || need_apt+=(openssl)  # test certificates (exporter TLS)
+# RabbitMQ broker tests start private nodes from the package's scripts (/usr/lib/rabbitmq/bin).
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "install-tools: apt-get install ${need_apt[*]}"

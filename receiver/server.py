@@ -66,7 +66,8 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": "not found; POST Alertmanager webhooks to /"})
 
     def do_POST(self) -> None:
-        raw_length = self.headers.get("Content-Length", "")
+        # http.server strips the whitespace before a field value but keeps the one after (RFC 9110: neither counts)
+        raw_length = self.headers.get("Content-Length", "").strip(" \t")
         if not (raw_length.isascii() and raw_length.isdigit()):  # '²'.isdigit() is True
             self.close_connection = True
             self._reply(411 if not raw_length else 400, {"error": "a Content-Length (bytes) is required"})

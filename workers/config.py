@@ -10,6 +10,8 @@ from typing import Any
 from workers import routing
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+# RabbitMQ stores no results: Celery's RPC backend sends them back as AMQP messages.
+AMQP_RESULT_BACKEND = "rpc://"
 
 
 class ConfigError(ValueError):
@@ -44,12 +46,18 @@ class Settings:
         broker = env.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
         return cls(
             broker_url=broker,
-            result_backend=env.get("CELERY_RESULT_BACKEND") or broker,
+            result_backend=env.get("CELERY_RESULT_BACKEND") or default_result_backend(broker),
             visibility_timeout=_number(env, "CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
             periodic_seconds=_number(env, "CELERY_PERIODIC_SECONDS", 30, minimum=0.1),
             retry_countdown=_number(env, "CELERY_RETRY_COUNTDOWN", 5, minimum=0),
             beat_schedule_file=env.get("CELERY_BEAT_SCHEDULE_FILE") or "celerybeat-schedule",
         )
+
+
+def default_result_backend(broker_url: str) -> str:
+    """The broker itself on Redis; the RPC backend on RabbitMQ (amqp://, amqps://, pyamqp://)."""
+    scheme = broker_url.split("://", 1)[0].lower()
+    return AMQP_RESULT_BACKEND if scheme in ("amqp", "amqps", "pyamqp", "pyamqps") else broker_url
 
 
 def celery_config(s: Settings) -> dict[str, Any]:

@@ -23,8 +23,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,70 +34,24 @@ from pathlib import Path
 
 import redis
 
+# The process helpers are the repository's (native/processes.py, shared with the tests): run as a
+# script, this file sees only its own folder on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from native.processes import VENV_BIN, Proc, RedisServer, free_port, tool, wait_http
+
 SEP = "\x06\x16"
 STEPS = (0, 3, 6, 9)
 HERE = Path(__file__).resolve().parent
-VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=30) as resp:
-                resp.read()
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"bench: {url} did not answer within {timeout}s")
-
-
-class Child:
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self.log = log
-        self._fh = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
-        self._fh.close()
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
 
 
 def template_message(workdir: Path) -> str:
     """One message exactly as Celery 5 / kombu publish it, taken from a scratch redis-server."""
     from celery import Celery
 
-    port = free_port()
-    server = Child(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        workdir / "template-redis.log",
-    )
+    server = RedisServer(workdir).start()
+    port = server.port
     try:
-        client = redis.Redis(port=port)
-        for _ in range(50):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
+        client = server.client()
         app = Celery("bench", broker=f"redis://127.0.0.1:{port}/0", set_as_current=False)
         app.send_task(
             "proj.tasks.process_order",
@@ -272,7 +224,7 @@ def commands_per_scrape(client: redis.Redis, url: str, scrapes: int = 5) -> floa
     return (calls() - before) / scrapes
 
 
-def start_exporter(redis_url: str, workdir: Path, extra: list[str] = ()) -> tuple[Child, str]:
+def start_exporter(redis_url: str, workdir: Path, extra: list[str] = ()) -> tuple[Proc, str]:
     port = free_port()
     argv = [
         str(VENV_BIN / "celery-queue-exporter"),
@@ -288,16 +240,15 @@ def start_exporter(redis_url: str, workdir: Path, extra: list[str] = ()) -> tupl
         "30",
         *extra,
     ]
-    child = Child(argv, workdir / f"exporter-{port}.log")
+    child = Proc(f"exporter-{port}", argv, workdir)
     url = f"http://127.0.0.1:{port}/metrics"
     wait_http(url, timeout=120)
     return child, url
 
 
-def start_redis_exporter(redis_port: int, workdir: Path) -> tuple[Child, str] | None:
+def start_redis_exporter(redis_port: int, workdir: Path) -> tuple[Proc, str] | None:
     # `make bench` unpacks Debian's package into .tools/bin (see native/install-tools.sh --bench)
-    tools_bin = Path(__file__).resolve().parents[2] / ".tools" / "bin"
-    binary = shutil.which("prometheus-redis-exporter", path=f"{tools_bin}:{os.environ.get('PATH', '')}")
+    binary = shutil.which(tool("prometheus-redis-exporter"))
     if binary is None:
         return None
     port = free_port()
@@ -307,7 +258,7 @@ def start_redis_exporter(redis_port: int, workdir: Path) -> tuple[Child, str] | 
         f"--web.listen-address=127.0.0.1:{port}",
         "--check-keys=db0=queue*",
     ]
-    child = Child(argv, workdir / f"redis-exporter-{port}.log")
+    child = Proc(f"redis-exporter-{port}", argv, workdir)
     url = f"http://127.0.0.1:{port}/metrics"
     wait_http(url, timeout=60)
     return child, url
@@ -336,20 +287,10 @@ def fmt(median_p90: tuple[float, float, int] | None) -> str:
     return f"{median:.1f} / {p90:.1f}"
 
 
-def start_redis(workdir: Path, socket_timeout: float) -> tuple[Child, int, redis.Redis]:
+def start_redis(workdir: Path, socket_timeout: float) -> tuple[RedisServer, int, redis.Redis]:
     """A throwaway redis-server on 127.0.0.1 and a free port, and a client once it answers."""
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(workdir)]  # fmt: skip
-    server = Child(argv, workdir / "redis.log")
-    client = redis.Redis(port=port, socket_timeout=socket_timeout)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    return server, port, client
+    server = RedisServer(workdir).start()
+    return server, server.port, server.client(socket_timeout=socket_timeout)
 
 
 def run_sizes(args: argparse.Namespace, workdir: Path) -> None:

@@ -1,4 +1,4 @@
-"""One module per dashboard; each has UID, TITLE, VARIABLES, Q (its PromQL), EMPTY_OK and build()."""
+"""One module per dashboard; each has UID, TITLE, VARIABLES, Q (its PromQL) and build()."""
 
 from __future__ import annotations
 

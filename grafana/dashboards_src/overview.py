@@ -5,35 +5,41 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models import common as cm
 
-from grafana.common import (
+from grafana.alerting_layer import (
     BACKLOG,
     BACKLOG_ALERT_THRESHOLD,
-    EXPORTER_SCRAPE_SLOW_S,
     FAILURE_RATIO_CRIT,
-    FAILURE_RATIO_WARN,
     LATENCY,
     OLDEST_WAIT_CRIT_S,
-    OLDEST_WAIT_WARN_S,
-    OVERVIEW_UID,
-    QUEUE_VARIABLE,
     RATE_WINDOW,
-    UP_DOWN,
-    Color,
-    EmptyWhen,
     Rec,
-    Unit,
-    backlog_colors,
+)
+from grafana.frame import dashboard
+from grafana.ids import OVERVIEW_UID
+from grafana.panels import (
     bargauge_panel,
-    dashboard,
+    count_stat,
     link_to_queue,
-    nan_text,
     organize,
     stat_panel,
     table_panel,
     target,
-    thresholds,
     timeseries_panel,
 )
+from grafana.style import (
+    EXPORTER_SCRAPE_SLOW_S,
+    FAILURE_RATIO_WARN,
+    OLDEST_WAIT_WARN_S,
+    UP_DOWN,
+    Color,
+    Unit,
+    any_is_bad,
+    backlog_colors,
+    nan_text,
+    none_is_bad,
+    thresholds,
+)
+from grafana.variables import QUEUE_VARIABLE
 from prometheus.generate import promql
 
 UID = OVERVIEW_UID
@@ -50,7 +56,7 @@ _DONE = 'type=~"task-succeeded|task-failed"'
 
 class Q:
     """Every PromQL expression of this dashboard: recording rules of the alerting layer
-    (grafana.common.Rec) where one holds what a panel shows, raw metrics otherwise.
+    (grafana.alerting_layer.Rec) where one holds what a panel shows, raw metrics otherwise.
 
     `X or (sum(Y) * 0)` shows 0 rather than nothing when Y is there but nothing matches X
     (no queue over the threshold), yet still nothing when Y itself is missing (exporter down).
@@ -77,16 +83,11 @@ class Q:
     EXPORTER_VERSION = "max by (version) (celery_exporter_build_info)"
     EXPORTER_SCRAPE_DURATION = "max(celery_exporter_scrape_duration_seconds)"
     PROMETHEUS_SCRAPE_DURATION = 'max(scrape_duration_seconds{job="celery-queue-exporter"})'
-    EXPORTER_SCRAPE_ERRORS = (
-        "sum(increase(celery_exporter_scrape_errors_total[$__rate_interval]))"
-        ' or (sum(up{job="celery-queue-exporter"}) * 0)'
-    )
-
-
-# Panels (or one query of a panel, by ref id) that a healthy stack may leave empty.
-EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
-    ("Firing alerts", None): EmptyWhen.NO_ALERT,
-}
+    # What the exporter knows it cannot see (each has its own alert, CeleryExporter...).
+    QUEUES_NOT_REPORTED = "sum(celery_exporter_queues_dropped)"
+    CONSUMERS_READING_AGE = "time() - max by (instance) (celery_queue_consumers_timestamp_seconds)"
+    SCRAPE_ERRORS_BY_REASON = f"sum by (reason) (rate(celery_exporter_scrape_errors_total[{RATE_WINDOW}]))"
+    UNACKED_UNATTRIBUTED = "sum(celery_exporter_unacked_unattributed)"
 
 
 def build() -> Dashboard:
@@ -111,7 +112,7 @@ def build() -> Dashboard:
             )
         )
         .with_panel(
-            stat_panel(
+            count_stat(
                 "Queues over threshold",
                 f"How many queues hold more than {_T} ready tasks, the CeleryQueueBacklog alert's "
                 f"threshold (the alert fires after {BACKLOG.for_} above it)?"
@@ -121,10 +122,9 @@ def build() -> Dashboard:
                     if BACKLOG.overrides
                     else ""
                 ),
-                [target(Q.QUEUES_OVER_THRESHOLD, "queues")],
-                Unit.COUNT,
-                thresholds(Color.OK, (1, Color.BAD)),
-                decimals=0,
+                Q.QUEUES_OVER_THRESHOLD,
+                "queues",
+                any_is_bad(),
             )
         )
         .with_panel(
@@ -146,36 +146,33 @@ def build() -> Dashboard:
             )
         )
         .with_panel(
-            stat_panel(
+            count_stat(
                 "Workers online",
                 "Are there workers at all? Workers whose last worker event told Flower they are online. "
                 "A SIGKILLed worker stays 'online' here: check 'Queues without consumers'.",
-                [target(Q.WORKERS_ONLINE, "workers")],
-                Unit.COUNT,
-                thresholds(Color.BAD, (1, Color.OK)),
-                decimals=0,
+                Q.WORKERS_ONLINE,
+                "workers",
+                none_is_bad(),
             )
         )
         .with_panel(
-            stat_panel(
+            count_stat(
                 "Queues without consumers",
                 "Does every queue have someone consuming it? Queues no worker consumes, from the "
                 "exporter's periodic `inspect active_queues`: a killed worker stops answering, "
                 "whatever Flower believes.",
-                [target(Q.QUEUES_WITHOUT_CONSUMERS, "queues")],
-                Unit.COUNT,
-                thresholds(Color.OK, (1, Color.BAD)),
-                decimals=0,
+                Q.QUEUES_WITHOUT_CONSUMERS,
+                "queues",
+                any_is_bad(),
             )
         )
         .with_panel(
-            stat_panel(
+            count_stat(
                 "Alerts firing",
                 "Is Prometheus alerting right now? Count of firing alerts (ALERTS); the table below lists them.",
-                [target(Q.FIRING_ALERTS_COUNT, "alerts")],
-                Unit.COUNT,
-                thresholds(Color.OK, (1, Color.BAD)),
-                decimals=0,
+                Q.FIRING_ALERTS_COUNT,
+                "alerts",
+                any_is_bad(),
             )
         )
         .with_row(Row("Where, and why?"))
@@ -256,7 +253,7 @@ def build() -> Dashboard:
                 "queue exporter, Flower, Prometheus itself and Alertmanager.",
                 [target(Q.TARGETS_UP, "{{job}}")],
                 Unit.STATE,
-                thresholds(Color.BAD, (1, Color.OK)),
+                none_is_bad(),
                 width=6,
                 height=6,
                 mappings=UP_DOWN,
@@ -270,7 +267,7 @@ def build() -> Dashboard:
                 "Can the exporter reach Redis? When DOWN, every queue number above is stale.",
                 [target(Q.BROKER_UP, "broker")],
                 Unit.STATE,
-                thresholds(Color.BAD, (1, Color.OK)),
+                none_is_bad(),
                 width=3,
                 height=6,
                 mappings=UP_DOWN,
@@ -307,16 +304,50 @@ def build() -> Dashboard:
             )
         )
         .with_panel(
-            timeseries_panel(
-                "Exporter scrape errors",
-                "Does the exporter fail to read the broker? Errors per interval; any error means "
-                "gaps or stale values in the queue panels.",
-                [target(Q.EXPORTER_SCRAPE_ERRORS, "errors")],
-                Unit.COUNT,
+            count_stat(
+                "Queues not reported",
+                "Does the exporter report every queue? Queues it found beyond its --max-queues and "
+                "does not report: their backlog shows on no panel and no queue alert sees it "
+                "(CeleryExporterQueuesDropped). Raise --max-queues, or find what creates so many queues.",
+                Q.QUEUES_NOT_REPORTED,
+                "queues",
+                any_is_bad(),
                 width=6,
                 height=6,
-                threshold_steps=thresholds(Color.NONE, (1, Color.BAD)),
-                legend_calcs=(),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Consumers reading age",
+                "How old is what the exporter knows of the consumers? Seconds since its last successful "
+                "`inspect active_queues`, which 'Queues without consumers', CeleryQueueNoConsumers and "
+                "CeleryWorkerDown rely on. It climbs to the exporter's --consumers-interval and falls "
+                "back at each reading; climbing on means no reading succeeds (workers do not answer, or "
+                "the broker refuses the inspect, e.g. an ACL): CeleryExporterConsumersStale. Empty when "
+                "the reading is disabled (--consumers-interval 0).",
+                [target(Q.CONSUMERS_READING_AGE, "{{instance}}")],
+                Unit.SECONDS,
+                width=12,
+                height=7,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Exporter scrape errors",
+                "Does the exporter fail to read the broker, or read things it cannot use? Errors per "
+                f"second by reason over {RATE_WINDOW}: `redis` (unreachable, timeout, refused), "
+                "`wrong_type` (a queue key that is not a list: its workers fail on it too), "
+                "`malformed_message`, `malformed_unacked`; on the right axis, unacked entries whose "
+                "queue cannot be told. Any of them means gaps or wrong values in the queue panels "
+                "(CeleryExporterScrapeErrors).",
+                [
+                    target(Q.SCRAPE_ERRORS_BY_REASON, "{{reason}}"),
+                    target(Q.UNACKED_UNATTRIBUTED, "unacked without a queue"),
+                ],
+                Unit.ERRORS_PER_S,
+                width=12,
+                height=7,
+                right_axis={"unacked without a queue": Unit.COUNT},
             )
         )
     )

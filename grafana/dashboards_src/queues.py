@@ -5,30 +5,21 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
-from grafana.common import (
+from grafana.alerting_layer import (
     BACKLOG,
     BACKLOG_ALERT_THRESHOLD,
-    BACKLOG_WARN,
     LATENCY,
     OLDEST_WAIT_CRIT_S,
-    OLDEST_WAIT_WARN_S,
-    QUEUE_VARIABLE,
-    QUEUES_UID,
     RATE_WINDOW,
     UNACKED_ALERT_THRESHOLD_S,
     VISIBILITY_TIMEOUT_S,
-    Color,
-    EmptyWhen,
     Rec,
-    Unit,
-    backlog_colors,
-    bargauge_panel,
-    dashboard,
-    fraction,
-    target,
-    thresholds,
-    timeseries_panel,
 )
+from grafana.frame import dashboard
+from grafana.ids import QUEUES_UID
+from grafana.panels import bargauge_panel, consumers_graph, target, timeseries_panel
+from grafana.style import BACKLOG_WARN, OLDEST_WAIT_WARN_S, Color, Unit, backlog_colors, fraction, thresholds
+from grafana.variables import QUEUE_VARIABLE
 from prometheus.generate import promql
 
 UID = QUEUES_UID
@@ -43,7 +34,7 @@ _LENGTH = f'{Rec.QUEUE_LENGTH}{{queue_name=~"$queue_name"}}'
 
 class Q:
     """Every PromQL expression of this dashboard: recording rules of the alerting layer
-    (grafana.common.Rec) where one holds what a panel shows, raw metrics otherwise.
+    (grafana.alerting_layer.Rec) where one holds what a panel shows, raw metrics otherwise.
 
     Flower's task events carry no queue label, so publish/consume rates exist only for all
     queues together; per queue, the slope of the backlog (deriv) is the net in - out.
@@ -67,12 +58,6 @@ class Q:
     NET_GROWTH = f"deriv({_LENGTH}[$__rate_interval])"
     # Backlog / how fast it shrinks; only queues that shrink have an estimate.
     TIME_TO_DRAIN = f"{_LENGTH} / (-deriv({_LENGTH}[{DRAIN_WINDOW}]) > 0)"
-
-
-EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
-    ("Published vs consumed (all queues)", "C"): EmptyWhen.NO_TASK_SENT_EVENTS,
-    ("Time to drain", None): EmptyWhen.NOT_DRAINING,
-}
 
 
 def _own_lines(listing: str) -> str:
@@ -181,15 +166,12 @@ def build() -> Dashboard:
         )
         .with_row(Row("Flow: who consumes, and is it keeping up?"))
         .with_panel(
-            timeseries_panel(
+            consumers_graph(
                 "Consumers per queue",
                 "Is anyone consuming each queue? Workers that answered the exporter's periodic "
                 "`inspect active_queues` (a killed worker drops out here while Flower still shows it "
                 "online); below the dashed line nobody consumes.",
-                [target(Q.CONSUMERS, "{{queue_name}}")],
-                Unit.COUNT,
-                width=8,
-                threshold_steps=thresholds(Color.NONE, (1, Color.BAD)),
+                Q.CONSUMERS,
             )
         )
         .with_panel(

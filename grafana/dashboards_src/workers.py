@@ -3,28 +3,16 @@ wait at the worker, retry or fail."""
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models import dashboard as dm
 
-from grafana.common import (
-    ONLINE_OFFLINE,
-    RATE_WINDOW,
-    TASK_VARIABLE,
-    UP_DOWN,
-    WORKER_VARIABLE,
-    WORKERS_UID,
-    Color,
-    EmptyWhen,
-    Rec,
-    Unit,
-    dashboard,
-    organize,
-    state_panel,
-    table_panel,
-    target,
-    thresholds,
-    timeseries_panel,
-)
+from grafana.alerting_layer import RATE_WINDOW, Rec
+from grafana.frame import dashboard
+from grafana.ids import WORKERS_UID
+from grafana.panels import consumers_graph, organize, state_panel, table_panel, target, timeseries_panel
+from grafana.style import ONLINE_OFFLINE, UP_DOWN, Unit
+from grafana.variables import TASK_VARIABLE, WORKER_VARIABLE
 
 UID = WORKERS_UID
 TITLE = "Celery / Workers and tasks"
@@ -39,7 +27,7 @@ ALL_WORKERS = "all workers (the alerting layer's recording rules sum workers awa
 
 class Q:
     """Every PromQL expression of this dashboard: recording rules of the alerting layer
-    (grafana.common.Rec) where one holds what a panel shows, raw metrics otherwise (per worker,
+    (grafana.alerting_layer.Rec) where one holds what a panel shows, raw metrics otherwise (per worker,
     or over the dashboard's time range)."""
 
     ONLINE = 'max by (worker) (flower_worker_online{worker=~"$worker"})'
@@ -60,14 +48,44 @@ class Q:
     OUTCOMES_IN_RANGE = f'sum by (task, type) (increase(flower_events_total{{type=~"{OUTCOMES}", {_SEL}}}[$__range]))'
 
 
-EMPTY_OK: dict[tuple[str, str | None], EmptyWhen] = {
-    ("Retries by task", None): EmptyWhen.NO_RETRY,
-    ("Failures by task", None): EmptyWhen.NO_FAILURE,
-}
+# Graphs with one line per worker: (title, the question it answers, query, unit).
+PER_WORKER = (
+    (
+        "Executing tasks per worker",
+        "How busy is each worker? Tasks running right now, from the worker's heartbeat (compare with its concurrency).",
+        Q.EXECUTING,
+        Unit.COUNT,
+    ),
+    (
+        "Prefetched tasks per worker",
+        "How many tasks wait inside each worker (received, not started)? These are no longer in the queue, "
+        "so another idle worker cannot take them.",
+        Q.PREFETCHED,
+        Unit.COUNT,
+    ),
+    (
+        "Tasks finished per worker",
+        "Which workers do the work? Succeeded and failed tasks per second per worker.",
+        Q.FINISHED,
+        Unit.TASKS_PER_S,
+    ),
+)
+
+
+def _events_by_task(title: str, question: str, event: str, expr: str, no_value: str) -> timeseries.Panel:
+    """Events of one kind per second per task, from the recording rule (all workers)."""
+    return timeseries_panel(
+        title,
+        f"{question} {event} events per second per task over {RATE_WINDOW}, {ALL_WORKERS}.",
+        [target(expr, "{{task}}")],
+        Unit.TASKS_PER_S,
+        width=8,
+        no_value=no_value,
+    )
 
 
 def build() -> Dashboard:
-    return (
+    board = (
         dashboard(
             UID,
             TITLE,
@@ -84,8 +102,6 @@ def build() -> Dashboard:
                 "catches that.",
                 [target(Q.ONLINE, "{{worker}}")],
                 ONLINE_OFFLINE,
-                width=8,
-                height=7,
             )
         )
         .with_panel(
@@ -99,53 +115,23 @@ def build() -> Dashboard:
                 "(the CeleryWorkerDown alert).",
                 [target(Q.UP, "{{worker}}")],
                 UP_DOWN,
-                width=8,
-                height=7,
             )
         )
         .with_panel(
-            timeseries_panel(
+            consumers_graph(
                 "Consumers per queue (live workers)",
                 "Who really listens on each queue? Workers that answered the exporter's periodic "
                 "`inspect active_queues`, all queues; a worker that died without saying so "
                 "disappears here, not in Flower's online state.",
-                [target(Q.BROKER_CONSUMERS, "{{queue_name}}")],
-                Unit.COUNT,
-                width=8,
+                Q.BROKER_CONSUMERS,
                 height=7,
-                threshold_steps=thresholds(Color.NONE, (1, Color.BAD)),
             )
         )
-        .with_panel(
-            timeseries_panel(
-                "Executing tasks per worker",
-                "How busy is each worker? Tasks running right now, from the worker's heartbeat "
-                "(compare with its concurrency).",
-                [target(Q.EXECUTING, "{{worker}}")],
-                Unit.COUNT,
-                width=8,
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Prefetched tasks per worker",
-                "How many tasks wait inside each worker (received, not started)? These are no "
-                "longer in the queue, so another idle worker cannot take them.",
-                [target(Q.PREFETCHED, "{{worker}}")],
-                Unit.COUNT,
-                width=8,
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Tasks finished per worker",
-                "Which workers do the work? Succeeded and failed tasks per second per worker.",
-                [target(Q.FINISHED, "{{worker}}")],
-                Unit.TASKS_PER_S,
-                width=8,
-            )
-        )
-        .with_row(Row("Tasks"))
+    )
+    for title, description, expr, unit in PER_WORKER:
+        board = board.with_panel(timeseries_panel(title, description, [target(expr, "{{worker}}")], unit, width=8))
+    return (
+        board.with_row(Row("Tasks"))
         .with_panel(
             timeseries_panel(
                 "Task runtime p50 / p90 / p99",
@@ -168,26 +154,8 @@ def build() -> Dashboard:
                 Unit.SECONDS,
             )
         )
-        .with_panel(
-            timeseries_panel(
-                "Retries by task",
-                f"Which tasks retry? task-retried events per second per task over {RATE_WINDOW}, {ALL_WORKERS}.",
-                [target(Q.RETRIES, "{{task}}")],
-                Unit.TASKS_PER_S,
-                width=8,
-                no_value="No retry",
-            )
-        )
-        .with_panel(
-            timeseries_panel(
-                "Failures by task",
-                f"Which tasks fail? task-failed events per second per task over {RATE_WINDOW}, {ALL_WORKERS}.",
-                [target(Q.FAILURES, "{{task}}")],
-                Unit.TASKS_PER_S,
-                width=8,
-                no_value="No failure",
-            )
-        )
+        .with_panel(_events_by_task("Retries by task", "Which tasks retry?", "task-retried", Q.RETRIES, "No retry"))
+        .with_panel(_events_by_task("Failures by task", "Which tasks fail?", "task-failed", Q.FAILURES, "No failure"))
         .with_panel(
             table_panel(
                 "Outcomes per task in the time range",

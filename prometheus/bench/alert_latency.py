@@ -27,8 +27,8 @@ from pathlib import Path
 import requests
 from celery import Celery
 
+from native.processes import wait_until
 from prometheus.generate import promql
-from tests.support.procs import wait_until
 from tests.support.stack import LocalStack
 
 ALERT = "CeleryQueueBacklog"

@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus.generate import promql as q
 
-# Grafana dashboard uids (grafana/common.py keeps the same ones).
+# Grafana dashboard uids, defined here only: grafana/ids.py reads them (the alerts link to them).
 OVERVIEW = "celery-overview"
 QUEUES = "celery-queues"
 WORKERS = "celery-workers"
@@ -34,6 +34,7 @@ class Param(StrEnum):
     COUNT = "a whole number >= 1"
     SECONDS_OR_NULL = "a number of seconds > 0, or null"
     PERIODS = "a mapping of task name to its period (a duration)"
+    BOOL = "true or false"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,27 @@ def _queue(metric: str, c: RuleContext) -> str:
 def _up(c: RuleContext, job_key: str) -> str:
     job = q.string(c.settings["jobs"][job_key])
     return f"up{{job={job}}} == 0\nor\nabsent(up{{job={job}}})"
+
+
+# The label Prometheus sets on each exporter target to name the broker it reads (one exporter may
+# probe several). Absent on a target, it matches as empty: the job alone is then the broker.
+BROKER_LABEL = "broker"
+
+
+def _exporter_up(c: RuleContext) -> str:
+    """Every shape of a blind exporter target carries its job and instance (and broker), the labels
+    of the queue alerts it held, which Alertmanager's inhibition matches on:
+    - scraped and failing: up == 0;
+    - gone from service discovery: seen within blind_hold (as long as its queue alerts are held),
+      not now, and no live target for the same job and broker replaces it (a restarted pod);
+    - no target of the job at all (never, or gone longer than blind_hold): only the job."""
+    job = q.string(c.settings["jobs"]["exporter"])
+    up = f"up{{job={job}}}"
+    hold = c.settings["blind_hold"]
+    return (
+        f"{up} == 0\nor\n(\n  max_over_time({up}[{hold}])\n  unless on (job, instance, {BROKER_LABEL})\n  {up}\n"
+        f"  unless on (job, {BROKER_LABEL})\n  ({up} == 1)\n)\nor\nabsent({up})"
+    )
 
 
 # --- queue alerts ---------------------------------------------------------------------------
@@ -235,10 +257,66 @@ def broker_down(c: RuleContext) -> Built:
 
 def exporter_down(c: RuleContext) -> Built:
     return Built(
-        _up(c, "exporter"),
+        _exporter_up(c),
         "Prometheus gets no metrics from {{ $labels.job }}{{ with $labels.instance }} at {{ . }}{{ end }}: "
         f"queue and worker alerts are blind (they keep their last state for {c.settings['blind_hold']}, "
         "inhibited).",
+    )
+
+
+# --- what the exporter knows it cannot see ----------------------------------------------------
+def queues_dropped(c: RuleContext) -> Built:
+    return Built(
+        "celery_exporter_queues_dropped > 0",
+        "The exporter {{ $labels.instance }} finds {{ $value | humanize }} more queues than its --max-queues "
+        "and does not report them: a backlog, a missing consumer or a stuck message in those queues alerts "
+        "nobody.",
+    )
+
+
+def consumers_stale(c: RuleContext) -> Built:
+    max_age = c.params["max_age"]
+    age = f"time() - celery_queue_consumers_timestamp_seconds > {q.number(q.seconds(max_age))}"
+    what = (
+        "{{ if eq $value 0.0 }}reports no consumers reading at all (inspect refused, e.g. by the Redis "
+        "ACL, failing since it started, or disabled){{ else }}last read the consumers "
+        "{{ $value | humanizeDuration }} ago{{ end }}"
+    )
+    if c.params["required"]:
+        # The exporter drops the reading when Redis refuses inspect (or it never succeeded): a live
+        # exporter without one is blind to consumers. The value 0 tells that case apart.
+        job = q.string(c.settings["jobs"]["exporter"])
+        missing = (
+            f"(\n  up{{job={job}}} == 1\n  unless on (job, instance, {BROKER_LABEL})\n"
+            "  celery_queue_consumers_timestamp_seconds\n) * 0"
+        )
+        expr = f"{age}\nor\n{missing}"
+    else:
+        expr = age
+    return Built(
+        expr,
+        f"The exporter {{{{ $labels.instance }}}} {what} (limit {max_age}): celery_queue_consumers and "
+        "celery_worker_up are out of date or missing, so CeleryQueueNoConsumers and CeleryWorkerDown are blind.",
+    )
+
+
+# Errors of these reasons come and go with the broker's availability (CeleryBrokerDown's concern).
+TRANSIENT_SCRAPE_ERRORS = ("redis",)
+
+
+def scrape_errors(c: RuleContext) -> Built:
+    window = c.settings["rate_window"]
+    transient = "|".join(TRANSIENT_SCRAPE_ERRORS)
+    # In every window, over the whole `for:`: one malformed message consumed a moment later is not it.
+    errors = f'increase(celery_exporter_scrape_errors_total{{reason!~"{transient}"}}[{window}]) > 0'
+    unattributed = 'label_replace(celery_exporter_unacked_unattributed > 0, "reason", "unattributed_unacked", "", "")'
+    return Built(
+        f"{errors}\nor\n{unattributed}",
+        "The exporter {{ $labels.instance }} keeps meeting "
+        '{{ if eq $labels.reason "unattributed_unacked" }}{{ $value | humanize }} unacked messages it cannot '
+        "attribute to a queue (their exchange and routing key match none it knows){{ else }}scrape errors of "
+        "reason {{ $labels.reason }} ({{ $value | humanize }} in the last"
+        f" {window}){{{{ end }}}}: what it reports about the affected queues is incomplete.",
     )
 
 
@@ -355,6 +433,36 @@ ALERTS: tuple[AlertSpec, ...] = (
         "Prometheus cannot scrape the Celery queue exporter.",
         {},
         exporter_down,
+        OVERVIEW,
+    ),
+    AlertSpec(
+        "CeleryExporterQueuesDropped",
+        "warning",
+        Scope.GLOBAL,
+        "celery-monitoring",
+        "The Celery queue exporter does not report every queue.",
+        {},
+        queues_dropped,
+        OVERVIEW,
+    ),
+    AlertSpec(
+        "CeleryExporterConsumersStale",
+        "warning",
+        Scope.GLOBAL,
+        "celery-monitoring",
+        "The Celery queue exporter's reading of consumers and workers is stale or missing.",
+        {"max_age": Param.DURATION, "required": Param.BOOL},
+        consumers_stale,
+        OVERVIEW,
+    ),
+    AlertSpec(
+        "CeleryExporterScrapeErrors",
+        "warning",
+        Scope.GLOBAL,
+        "celery-monitoring",
+        "The Celery queue exporter keeps meeting keys or messages it cannot read.",
+        {},
+        scrape_errors,
         OVERVIEW,
     ),
     AlertSpec(

@@ -94,6 +94,8 @@ def _valid(kind: Param, v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 1
     if kind is Param.SECONDS_OR_NULL:
         return v is None or (_is_number(v) and v > 0)
+    if kind is Param.BOOL:
+        return isinstance(v, bool)
     return isinstance(v, dict) and bool(v) and all(isinstance(k, str) and q.is_duration(p) for k, p in v.items())
 
 

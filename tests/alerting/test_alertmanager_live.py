@@ -96,6 +96,34 @@ def alert(name: str, severity: str, **labels: str) -> dict[str, str]:
     return {"alertname": name, "severity": severity, **labels}
 
 
+def assert_inhibition(
+    am: Alertmanager, local: Receiver, active: list[dict[str, str]], inhibited: list[dict[str, str]]
+) -> None:
+    """Post every alert; the inhibited ones end suppressed and undelivered, the others active and
+    delivered."""
+    am.post(*active, *inhibited)
+
+    def settled() -> bool:
+        states = am.states()
+        return len(states) == len(active) + len(inhibited) and len(local.alerts()) >= len(active)
+
+    wait_until(settled, 20, "Alertmanager to process every alert and notify the active ones")
+    time.sleep(2.5)  # more group intervals: nothing inhibited may come late
+    states = am.states()
+    wrong = {
+        "should be suppressed": [
+            labels
+            for labels in inhibited
+            if states[tuple(sorted(labels.items()))]["state"] != "suppressed"
+            or not states[tuple(sorted(labels.items()))]["inhibitedBy"]
+        ],
+        "should be active": [labels for labels in active if states[tuple(sorted(labels.items()))]["state"] != "active"],
+    }
+    assert wrong == {"should be suppressed": [], "should be active": []}
+    delivered = {tuple(sorted(a["labels"].items())) for a in local.alerts()}
+    assert delivered == {tuple(sorted(labels.items())) for labels in active}
+
+
 @pytest.fixture
 def parts(tmp_path: Path) -> Iterator[dict[str, Any]]:
     slack, smtp = FakeSlack(), FakeSMTP()
@@ -166,19 +194,37 @@ def test_outages_and_critical_twins_inhibit_what_they_explain(parts: dict[str, A
         alert("CeleryQueueBacklog", "warning", queue_name="q", **other),  # another exporter: not blind
         alert("CeleryQueueBacklog", "warning", queue_name="solo", **other),  # no critical twin
     ]
-    am.post(*active, *inhibited)
+    assert_inhibition(am, local, active, inhibited)
 
-    def settled() -> bool:
-        states = am.states()
-        return len(states) == len(active) + len(inhibited) and len(local.alerts()) >= len(active)
 
-    wait_until(settled, 20, "Alertmanager to process every alert and notify the active ones")
-    time.sleep(2.5)  # more group intervals: nothing inhibited may come late
-    states = am.states()
-    for labels in inhibited:
-        status = states[tuple(sorted(labels.items()))]
-        assert status["state"] == "suppressed" and status["inhibitedBy"], (labels, status)
-    for labels in active:
-        assert states[tuple(sorted(labels.items()))]["state"] == "active", labels
-    delivered = {tuple(sorted(a["labels"].items())) for a in local.alerts()}
-    assert delivered == {tuple(sorted(labels.items())) for labels in active}
+def test_a_blind_exporter_hides_only_its_own_alerts_in_every_shape_of_exporter_down(parts: dict[str, Any]) -> None:
+    """The shapes of CeleryExporterDown as the generated rule emits them (prometheus/tests/
+    monitoring.test.yml checks that side): with the target's job and instance (scrape failing, or
+    target gone from service discovery; with its broker when it has one), and with the job only
+    (no target of the job at all)."""
+    am, local = parts["am"], parts["local"]
+    job = {"job": "celery-queue-exporter"}
+    gone, failing, live, probe = ({**job, "instance": f"{host}:9818"} for host in ("gone", "failing", "live", "probe"))
+    outages = [
+        alert("CeleryExporterDown", "critical", **gone),  # removed from service discovery
+        alert("CeleryExporterDown", "critical", **failing),  # up == 0
+        alert("CeleryExporterDown", "critical", **probe, broker="payments"),  # one broker of a multi-target exporter
+    ]
+    inhibited = [
+        alert("CeleryExporterDown", "critical", **job),  # the job shape, while the instance shape says it
+        alert("CeleryQueueBacklog", "warning", queue_name="q", **gone),
+        alert("CeleryWorkerDown", "warning", worker="w1@host", **gone),
+        alert("CeleryQueueNoConsumers", "critical", queue_name="q", **failing),
+        alert("CeleryQueueBacklog", "warning", queue_name="p", broker="payments", **probe),
+    ]
+    active = [
+        *outages,
+        # another instance of the same job: neither the down nor the vanished one hides it, nor the job shape
+        alert("CeleryQueueBacklog", "warning", queue_name="q", **live),
+        alert("CeleryWorkerDown", "warning", worker="w1@host", **live),
+        # the other broker the same exporter probes
+        alert("CeleryQueueBacklog", "warning", queue_name="o", broker="orders", **probe),
+        # the job shape of another job hides nothing of this one, and nothing hides it
+        alert("CeleryExporterDown", "critical", job="celery-queue-exporter-eu"),
+    ]
+    assert_inhibition(am, local, active, inhibited)

@@ -141,6 +141,10 @@ BAD_CONFIGS = [
     (lambda d: d["profiles"]["demo"].update(CeleryQueueBacklog="soon"), "profiles.demo.CeleryQueueBacklog"),
     (lambda d: d.update(blind_hold="1m"), "blind_hold 1m must exceed"),
     (lambda d: d.update(colour="red"), "unknown key(s) colour"),
+    (
+        lambda d: d["alerts"]["CeleryExporterConsumersStale"].update(required="yes"),
+        "alerts.CeleryExporterConsumersStale.required: 'yes' is not true or false",
+    ),
 ]
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from alertmanager import channels
 from prometheus import generate
-from prometheus.generate import promql
+from prometheus.generate import catalog, promql
 from tests.support.procs import REPO, tool
 
 CONFIG = REPO / "alertmanager" / "alertmanager.yml"
@@ -89,13 +89,35 @@ def test_inhibit_rules_name_only_real_alerts_and_cover_the_outages() -> None:
         for target in _names(rule["target_matchers"])
     }
     exporter_fed = {a.name for a in generate.ALERTS if a.scope in (generate.Scope.QUEUE, generate.Scope.WORKER)}
-    assert blinded == exporter_fed
+    blind_spots = {"CeleryExporterQueuesDropped", "CeleryExporterConsumersStale", "CeleryExporterScrapeErrors"}
+    assert blinded == exporter_fed | blind_spots
+
+
+def test_the_outage_inhibition_matches_on_the_labels_of_every_target_shape_of_exporter_down() -> None:
+    """The labels the instance shapes of CeleryExporterDown carry (prometheus/generate/catalog.py),
+    and the job shape is inhibited by them on the job alone."""
+    rules = yaml.safe_load(CONFIG.read_text())["inhibit_rules"]
+    outage = [r for r in rules if _names(r["source_matchers"]) >= {"CeleryBrokerDown", "CeleryExporterDown"}]
+    assert [r["equal"] for r in outage] == [["job", "instance", catalog.BROKER_LABEL]]
+    rule = yaml.safe_load((generate.RULES_DIR / "production" / "celery-alerts.yml").read_text())
+    expr = next(r["expr"] for g in rule["groups"] for r in g["rules"] if r.get("alert") == "CeleryExporterDown")
+    assert f"unless on (job, instance, {catalog.BROKER_LABEL})" in expr
+    shapes = [r for r in rules if r["target_matchers"] == ['alertname="CeleryExporterDown"', 'instance=""']]
+    assert shapes == [
+        {
+            "source_matchers": ['alertname="CeleryExporterDown"', 'instance=~".+"'],
+            "target_matchers": ['alertname="CeleryExporterDown"', 'instance=""'],
+            "equal": ["job"],
+        }
+    ]
 
 
 def _delay(alert: str, config: generate.AlertingConfig) -> float:
     """The least time from an outage to this alert firing (`for:`, plus the beat window)."""
     params = config.params(alert)
     delay = promql.seconds(params["for"])
+    if alert == "CeleryExporterConsumersStale":
+        delay += promql.seconds(params["max_age"])
     if alert == "CeleryBeatMissing":
         delay += min(promql.seconds(p) for p in params["tasks"].values()) * params["missed_periods"]
     return delay
@@ -108,6 +130,7 @@ def _delay(alert: str, config: generate.AlertingConfig) -> float:
         ("CeleryBrokerDown", "CeleryQueueNoConsumers"),
         ("CeleryBrokerDown", "CeleryBeatMissing"),
         ("CeleryFlowerDown", "CeleryBeatMissing"),
+        ("CeleryBrokerDown", "CeleryExporterConsumersStale"),
     ],
 )
 def test_an_outage_alert_fires_before_the_alerts_it_causes_and_inhibits(source: str, target: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from celery_queue_exporter.discovery import BindingTable
-from celery_queue_exporter.reader import unacked_routing
+from celery_queue_exporter.redis_broker import unacked_routing
 from celery_queue_exporter.redis_layout import RedisLayout, is_internal_queue
 
 
@@ -52,3 +52,35 @@ def test_unacked_routing_parts():
     assert unacked_routing(entry) == ('ex"ch', "rk\\1")  # a whole small entry
     assert unacked_routing(b"garbage") is None
     assert unacked_routing(b"[1, 2]") is None
+
+
+def test_columns_a_broker_cannot_know_are_absent_and_zero_is_reported():
+    """The BrokerReading contract a second broker kind relies on: None drops the metric, 0 reports 0;
+    consumers the broker knows itself are reported without any inspect reading."""
+    from celery_queue_exporter.broker import BrokerReading
+    from celery_queue_exporter.collectors import HealthCollector, QueueCollector, WorkersCollector
+
+    reading = BrokerReading(up=True, queues=["a", "b"], ready=[5, 0], unacked=[0, 0], consumers=[2, 0])
+    families = [
+        *QueueCollector().families(reading),
+        *WorkersCollector(None).families(reading),
+        *HealthCollector(("http",), None).families(reading),
+    ]
+    values = {f.name: dict(zip(f.columns[0], f.values, strict=True)) if f.columns else f.values for f in families}
+    assert values["celery_queue_length"] == {"a": 5, "b": 0}
+    assert values["celery_queue_unacked"] == {"a": 0, "b": 0}
+    assert values["celery_queue_consumers"] == {"a": 2, "b": 0}
+    assert values["celery_exporter_scrape_errors"] == {"http": 0}
+    absent = {
+        "celery_queue_priority_length",
+        "celery_queue_oldest_message_age_seconds",
+        "celery_queue_unacked_oldest_age_seconds",
+        "celery_queue_consumers_timestamp_seconds",
+        "celery_worker_up",
+        "celery_broker_visibility_timeout_seconds",
+        "celery_exporter_unacked_unattributed",
+        "celery_exporter_redis_round_trips",
+    }
+    assert not absent & set(values), absent & set(values)
+    down = [f.name for f in QueueCollector().families(BrokerReading(up=False))]
+    assert down == []

@@ -20,7 +20,7 @@ import yaml
 from celery import Celery
 
 import workers.tasks  # noqa: F401 - registers the shared tasks with every app built here
-from tests.support.procs import REPO, Proc, RedisServer, wait_until
+from tests.support.procs import REPO, Proc, RedisServer, rss_kib, wait_until
 from tests.support.stack import LocalStack
 from workers.app import create_app
 from workers.config import Settings
@@ -201,10 +201,7 @@ def publish(stack: LocalStack, queue: str | None, count: int, task: str = "add",
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return rss_kib(pid) * 1024
 
 
 def listening_addresses(pid: int) -> set[tuple[str, int]]:

@@ -14,8 +14,8 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from grafana.queries import QueryError, iter_queries, run_query
 from tests.faults.support import Report, delivered, delivered_at, producer, publish
+from tests.grafana.queries import QueryError, iter_queries, run_query
 from tests.support.procs import REPO, wait_until
 from tests.support.stack import LocalStack
 

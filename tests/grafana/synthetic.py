@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from grafana.common import BACKLOG
+from grafana.alerting_layer import BACKLOG
 
 WORKERS = ("celery@worker1", "celery@worker2")
 PRODUCER = "producer@web1"  # task-sent events carry the producer's hostname as `worker`
@@ -29,6 +29,13 @@ JOBS = {
     "prometheus": "localhost:9090",
     "alertmanager": "alertmanager:9093",
 }
+# The exporter's view of its own blind spots: queues beyond --max-queues, the age of its
+# consumers reading (inspect every CONSUMERS_INTERVAL_S, so a saw-tooth below it), errors by
+# reason (the reasons celery_exporter_scrape_errors_total always carries) and unattributed unacked.
+QUEUES_DROPPED = 7
+CONSUMERS_INTERVAL_S = 30
+ERROR_RATES = {"malformed_message": 0.0, "malformed_unacked": 0.0, "redis": 0.0, "wrong_type": 0.2}
+UNACKED_UNATTRIBUTED = 3
 PEAK_BACKLOG = 1600
 END_BACKLOG = 1200  # still above the 1000 threshold, and shrinking
 # Events per second per worker and task: (type, task) -> rate.
@@ -66,7 +73,7 @@ def openmetrics(start: float, end: float, step: float = 5.0) -> str:
         for labels, value in series:
             for t in times:
                 v = value(t, (t - start) / (end - start)) if callable(value) else value
-                yield f"{name}{_labels(**labels)} {v:.6g} {t:.3f}"
+                yield f"{name}{_labels(**labels)} {v:.12g} {t:.3f}"  # Unix times need 10 digits
 
     def counter(family: str, series: list[tuple[dict[str, str], float]]) -> Iterator[str]:
         yield f"# TYPE {family} counter"
@@ -126,7 +133,13 @@ def openmetrics(start: float, end: float, step: float = 5.0) -> str:
     )
     lines += gauge("celery_broker_up", [({}, 1)])
     lines += gauge("celery_exporter_scrape_duration_seconds", [({}, 0.02)])
-    lines += counter("celery_exporter_scrape_errors", [({}, 0.0)])
+    lines += counter("celery_exporter_scrape_errors", [({"reason": r}, rate) for r, rate in ERROR_RATES.items()])
+    lines += gauge("celery_exporter_queues_dropped", [({}, QUEUES_DROPPED)])
+    lines += gauge("celery_exporter_unacked_unattributed", [({}, UNACKED_UNATTRIBUTED)])
+    lines += gauge(
+        "celery_queue_consumers_timestamp_seconds",
+        [({}, lambda t, p: t - (t - start) % CONSUMERS_INTERVAL_S)],
+    )
     lines += gauge("celery_exporter_build_info", [({"version": "0.1.0"}, 1)])
     lines += gauge("up", [({"job": job, "instance": instance}, 1) for job, instance in JOBS.items()])
     lines += gauge("scrape_duration_seconds", [({"job": job, "instance": i}, 0.05) for job, i in JOBS.items()])

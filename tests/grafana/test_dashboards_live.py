@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from grafana.common import EmptyWhen
-from grafana.queries import check_live, iter_queries, run_query
+from tests.grafana.queries import EmptyWhen, check_live, iter_queries, run_query
 from tests.support.procs import wait_until
 from tests.support.stack import LocalStack
 

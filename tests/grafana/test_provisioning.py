@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from grafana.queries import DASHBOARDS_DIR
+from grafana.generate import DASHBOARDS_DIR
 from tests.support.procs import REPO
 
 PROVISIONING = REPO / "grafana" / "provisioning"
@@ -49,8 +48,7 @@ def test_only_one_default_datasource() -> None:
 def test_time_interval_matches_the_scrape_interval() -> None:
     # Grafana computes $__rate_interval from timeInterval: it must be Prometheus' scrape interval.
     path = REPO / "prometheus" / "prometheus.yml"
-    if not path.exists():
-        pytest.skip("prometheus/prometheus.yml not written yet")
+    assert path.exists(), f"{path} is missing"
     scrape_interval = (load(path).get("global") or {}).get("scrape_interval", "1m")
     assert datasources()["prometheus"]["jsonData"]["timeInterval"] == scrape_interval
 
@@ -67,11 +65,9 @@ def test_dashboard_provider_loads_the_generated_folder_into_celery() -> None:
 
 def compose_grafana() -> dict[str, Any]:
     path = REPO / "docker-compose.yml"
-    if not path.exists():
-        pytest.skip("docker-compose.yml not written yet")
+    assert path.exists(), f"{path} is missing"
     services = load(path).get("services", {})
-    if "grafana" not in services:
-        pytest.skip("docker-compose.yml has no grafana service yet")
+    assert "grafana" in services, "docker-compose.yml has no grafana service"
     return services["grafana"]
 
 
@@ -84,7 +80,6 @@ def test_compose_mounts_provisioning_and_dashboards() -> None:
 
 def test_compose_home_dashboard_exists() -> None:
     home = compose_grafana().get("environment", {}).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
-    if home is None:
-        pytest.skip("no home dashboard configured")
+    assert home, "docker-compose.yml sets no home dashboard (GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH)"
     assert home.startswith(DASHBOARDS_MOUNT + "/")
     assert (DASHBOARDS_DIR / home.removeprefix(DASHBOARDS_MOUNT + "/")).exists(), home

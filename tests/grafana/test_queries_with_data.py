@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from grafana.common import BACKLOG, EmptyWhen
-from grafana.queries import check_live, iter_queries, run_query
+from grafana.alerting_layer import BACKLOG
 from tests.grafana import synthetic
 from tests.grafana.prom import backfill, backfill_rules, running_prometheus
+from tests.grafana.queries import EmptyWhen, check_live, iter_queries, run_query
 from tests.support.procs import REPO, wait_until
 
 RECORDING_RULES = REPO / "prometheus" / "rules" / "production" / "celery-recording.yml"
@@ -92,8 +92,7 @@ def test_queues_over_threshold_counts_overridden_queues_against_their_own(
 ) -> None:
     """As the alert does: `bulk` over the default threshold but under its own is not 'over'."""
     url, _, end = prometheus_with_data
-    if not synthetic.BIG_QUEUE:
-        pytest.skip("prometheus/alerting.yml overrides no queue with a higher backlog threshold")
+    assert synthetic.BIG_QUEUE, "prometheus/alerting.yml overrides no queue with a higher backlog threshold (bulk)"
     queries = {(q.dashboard_uid, q.panel_title): q for q in iter_queries() if q.ref_id == "A"}
     (over,) = run_query(url, queries["celery-overview", "Queues over threshold"].expr, at=end)
     assert float(over["value"][1]) == 1, "only `default` is over its threshold"
@@ -123,3 +122,25 @@ def test_the_check_reports_empty_panels(prometheus_with_data: tuple[str, float, 
     problems = check_live(url, start=end + 3600, end=end + 7200)  # after every sample: nothing there
     assert any("Total backlog" in p and "no data" in p for p in problems)
     assert not any("Firing alerts" in p for p in problems), "an allowed-empty panel was flagged"
+
+
+def test_exporter_blind_spot_panels_show_what_the_exporter_reports(
+    prometheus_with_data: tuple[str, float, float],
+) -> None:
+    """Queues not reported, the consumers reading's age and scrape errors by reason: the values
+    the exporter exposes, not just some data."""
+    url, _, end = prometheus_with_data
+    queries = {(q.panel_title, q.ref_id): q for q in iter_queries() if q.dashboard_uid == "celery-overview"}
+
+    def values(panel: str, ref_id: str = "A") -> dict[str, float]:
+        result = run_query(url, queries[panel, ref_id].expr, at=end)
+        return {r["metric"].get("reason", ""): float(r["value"][1]) for r in result}
+
+    assert values("Queues not reported") == {"": synthetic.QUEUES_DROPPED}
+    (age,) = values("Consumers reading age").values()
+    assert 0 <= age < synthetic.CONSUMERS_INTERVAL_S
+    errors = values("Exporter scrape errors")
+    assert set(errors) == set(synthetic.ERROR_RATES)
+    for reason, rate in synthetic.ERROR_RATES.items():
+        assert errors[reason] == pytest.approx(rate, rel=0.05), reason
+    assert values("Exporter scrape errors", "B") == {"": synthetic.UNACKED_UNATTRIBUTED}

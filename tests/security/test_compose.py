@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.faults.support import Report
-from tests.stack.test_configs import COMPOSE, COMPOSE_SECRETS, compose_config
+from tests.support.compose import COMPOSE, COMPOSE_SECRETS, compose_config
 from tests.support.procs import REPO
 
 

@@ -14,9 +14,8 @@ import yaml
 from native.settings import load as load_settings
 from native.stack import prepare_run_dir
 from prometheus import generate
+from tests.support.compose import COMPOSE, COMPOSE_SECRETS, compose_config
 from tests.support.procs import REPO, tool
-
-COMPOSE = REPO / "docker-compose.yml"
 
 
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
@@ -105,19 +104,6 @@ def test_backlog_alert_routes_to_the_warning_receiver() -> None:
         ]
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-COMPOSE_SECRETS = {
-    "FLOWER_BASIC_AUTH": "u:test-secret",
-    "GRAFANA_ADMIN_PASSWORD": "test-secret",
-    "REDIS_PASSWORD": "test-secret-redis-0123456789",
-    "REDIS_EXPORTER_PASSWORD": "test-secret-exporter-0123456789",
-}
-
-
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
-    return run(["docker-compose", "-f", str(COMPOSE), "config"], env={**clean, **env}, cwd=REPO)
 
 
 def test_docker_compose_file_is_valid() -> None:

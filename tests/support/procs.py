@@ -1,146 +1,30 @@
-"""Start and stop real servers for tests: free ports, readiness waits, stop by process id."""
+"""Start and stop real servers for tests: the process helpers of native/processes.py, which the
+benchmarks use too (one copy), under the names the tests import."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from native.processes import (
+    REPO,
+    TOOLS_BIN,
+    VENV_BIN,
+    Proc,
+    RedisServer,
+    free_port,
+    rss_kib,
+    tool,
+    wait_http,
+    wait_until,
+)
 
-import redis
-
-REPO = Path(__file__).resolve().parents[2]
-TOOLS_BIN = REPO / ".tools" / "bin"
-VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tool(name: str) -> str:
-    """Path of a stack binary: the pinned copy in .tools/bin first, then the venv, then PATH."""
-    for folder in (TOOLS_BIN, VENV_BIN):
-        if (folder / name).exists():
-            return str(folder / name)
-    return name
-
-
-def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    """Poll `check` until it returns something truthy; bounded by `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001 - the check may fail until the server is up
-            last_error = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
-
-
-class Proc:
-    """A child process in its own process group, with its output kept in a log file."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        log_dir: Path,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, **(env or {})}
-        self.popen = subprocess.Popen(
-            list(argv),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=str(cwd or REPO),
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal only this process (not its group), e.g. SIGKILL a worker's main process."""
-        if self.alive():
-            os.kill(self.pid, sig)
-
-    def stop(self, timeout: float = 10) -> None:
-        """TERM the process group, then KILL it if it is still there after `timeout`."""
-        if self.alive():
-            try:
-                os.killpg(self.pid, signal.SIGTERM)
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait(timeout=5)
-            except ProcessLookupError:
-                pass
-        # children left in the group (e.g. prefork pool processes of a SIGKILLed worker)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self._log.close()
-
-
-class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 and a free port, keeping nothing on disk."""
-
-    def __init__(self, log_dir: Path, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
-        self.port = port or free_port()
-        self.log_dir = log_dir
-        self.extra_args = list(extra_args)
-        self.proc: Proc | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        argv = [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.log_dir),
-            *self.extra_args,
-        ]
-        self.proc = Proc(f"redis-{self.port}", argv, self.log_dir)
-        wait_until(lambda: self.client().ping(), 10, f"redis-server on port {self.port}")
-        return self
-
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.stop()
+__all__ = [
+    "REPO",
+    "TOOLS_BIN",
+    "VENV_BIN",
+    "Proc",
+    "RedisServer",
+    "free_port",
+    "rss_kib",
+    "tool",
+    "wait_http",
+    "wait_until",
+]

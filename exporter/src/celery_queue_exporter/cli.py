@@ -1,4 +1,4 @@
-"""Command line entry point: resolve the options, start the reader, serve /metrics until stopped."""
+"""Command line entry point: resolve the options, open the target, serve /metrics until stopped."""
 
 from __future__ import annotations
 
@@ -9,19 +9,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from celery_queue_exporter import __version__
 from celery_queue_exporter.celery_app import app_queues, load_app
-from celery_queue_exporter.collector import QueueCollector
-from celery_queue_exporter.config import Config, ConfigError, load_config
-from celery_queue_exporter.connection import BrokerUrlError, make_client, redact_url
-from celery_queue_exporter.consumers import ConsumersReading
-from celery_queue_exporter.discovery import QueueSet
-from celery_queue_exporter.exposition import render
-from celery_queue_exporter.reader import BrokerReader
+from celery_queue_exporter.config import ConfigError, load_config
+from celery_queue_exporter.connection import BrokerUrlError, redact_url
 from celery_queue_exporter.server import MetricsServer, landing_page
+from celery_queue_exporter.target import Target
 from celery_queue_exporter.web_config import WebConfigError, load_web_config
 
 log = logging.getLogger("celery_queue_exporter")
@@ -46,24 +41,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=config.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-        client = make_client(config.broker_url, config.redis_timeout, config.sentinel_master)
+        static = list(config.queues)
+        if config.app:
+            static += app_queues(apps[config.app])
+        target = Target.from_config(config, static)
         web = load_web_config(config.web_config_file) if config.web_config_file else None
     except (ConfigError, BrokerUrlError, WebConfigError) as exc:
         print(f"celery-queue-exporter: error: {redact_url(str(exc))}", file=sys.stderr)
         return USAGE_ERROR
 
-    static = list(config.queues)
-    if config.app:
-        static += app_queues(apps[config.app])
-    collector = build_collector(config, client, static)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    registry.register(ProcessCollector(registry=None))
+    process = ProcessCollector(registry=None)
     try:
         server = MetricsServer(
             config.address,
             config.port,
-            lambda: render(registry.collect()),
+            lambda: target.exposition(also=[process]),
             landing_page(redact_url(config.broker_url), __version__),
             web,
         )
@@ -72,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"celery-queue-exporter: error: cannot listen on {config.address}:{config.port}: {exc.strerror}",
             file=sys.stderr,
         )
+        target.stop()
         return 1
 
     stopping = threading.Event()
@@ -83,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if collector.consumers is not None:
-        collector.consumers.start()
+    target.start()
     log.info(
         "celery-queue-exporter %s serving %s://%s:%d/metrics%s for broker %s (queues: %s)",
         __version__,
@@ -98,38 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.serve_forever()
     finally:
-        if collector.consumers is not None:
-            collector.consumers.stop()
-        client.close()
+        target.stop()
     log.info("stopped")
     return 0
-
-
-def build_collector(config: Config, client: Any, static_queues: Sequence[str]) -> QueueCollector:
-    layout = config.layout
-    queue_set = QueueSet(static_queues, config.queue_grace_period, config.max_queues)
-    reader = BrokerReader(
-        client,
-        layout,
-        queue_set,
-        scan_count=config.discovery_scan_count,
-        message_age=config.message_age,
-        time_budget=config.redis_timeout,
-    )
-    consumers = None
-    if config.consumers_interval > 0:
-        options: dict[str, Any] = {
-            "global_keyprefix": layout.global_keyprefix,
-            "sep": layout.sep,
-            "priority_steps": list(layout.priority_steps),
-        }
-        if config.sentinel_master:
-            options["master_name"] = config.sentinel_master
-        consumers = ConsumersReading(
-            config.broker_url,
-            config.consumers_interval,
-            config.consumers_timeout,
-            options,
-            worker_grace_period=config.worker_grace_period,
-        )
-    return QueueCollector(reader, config.visibility_timeout, consumers)

@@ -1,14 +1,21 @@
-"""Which queues to report: bindings found in Redis, configured queues, and a grace period for the gone."""
+"""Which queues to report: bindings found in Redis, configured queues, and a grace period for the gone.
+
+`Discovery` is one broker's discovery state (its binding table, its queue set, the SCAN cursor);
+the scrape script (scripts.py) advances the SCAN in the same round trip as the measurement.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from celery_queue_exporter.redis_layout import Binding, RedisLayout, is_internal_queue
 
 log = logging.getLogger(__name__)
+
+BindingSets = Iterable[tuple[bytes, Iterable[bytes]]]  # (binding set key, its members), as SCAN found them
 
 
 class BindingTable:
@@ -150,3 +157,70 @@ class QueueSet:
             return measured
         keep = set(wanted[: self.max_queues])
         return [q for q in measured if q in keep]
+
+
+class Discovery:
+    """One Redis broker's queues: bindings read by an incremental SCAN, configured queues, the cap.
+
+    The scrape script does the SCAN step and measures the queues of `candidates()` in one call;
+    `found()` and `settle()` take in what it returned.
+    """
+
+    def __init__(self, layout: RedisLayout, queue_set: QueueSet, scan_count: int) -> None:
+        self.bindings = BindingTable(layout)
+        self.queue_set = queue_set
+        self.scan_count = scan_count
+        self._sent: tuple[list[str], tuple[list[str], str, list[str]]] | None = None
+
+    @property
+    def first_pass_done(self) -> bool:
+        return self.bindings.passes_completed > 0
+
+    def first_pass(self, scan: Callable[[bytes, int], tuple[bytes, BindingSets]], budget: float, now: float) -> None:
+        """Complete one SCAN pass before the first report, so it lists every queue, within `budget` s.
+
+        `scan(cursor, count)` runs one SCAN step over the binding sets and returns (cursor, sets)."""
+        deadline = time.monotonic() + budget
+        while self.bindings.passes_completed == 0 and time.monotonic() < deadline:
+            cursor, sets = scan(self.bindings.cursor, self.scan_count)
+            self.bindings.update(cursor, sets)
+        self.queue_set.settle(now, [], set(self.bindings.queues()), ())
+
+    def candidates(self) -> tuple[list[str], str, list[str]]:
+        """Queues to measure, in the order the script measures them, and how to send them.
+
+        Names go "\n"-joined (one argument is far cheaper than thousands); the odd name holding
+        a newline goes as an argument of its own. Kept while the queue set does not change.
+        """
+        candidates = self.queue_set.candidates()
+        if self._sent is not None and self._sent[0] == candidates:
+            return self._sent[1]
+        plain = [q for q in candidates if "\n" not in q]
+        odd = [q for q in candidates if "\n" in q] if len(plain) != len(candidates) else []
+        self._sent = (candidates, (plain + odd, "\n".join(plain), odd))
+        return self._sent[1]
+
+    def room(self, known: int) -> int:
+        """How many newly found queues the script may measure on top of `known` ones."""
+        return max(self.queue_set.max_queues - known, 0)
+
+    def found(self, cursor: bytes, binding_sets: BindingSets, new: bytes) -> list[str]:
+        """Take in the script's SCAN step; returns the new queues it found, in its order."""
+        self.bindings.update(cursor, binding_sets)
+        return [_text(q) for q in new.split(b"\n")] if new else []
+
+    def settle(self, now: float, measured: list[str], busy: Iterable[str], discovered: Iterable[str]) -> list[str]:
+        """The queues to report out of `measured`, given those holding messages (`busy`)."""
+        present = set(self.bindings.queues())
+        present.update(busy)
+        return self.queue_set.settle(now, measured, present, discovered)
+
+    @property
+    def dropped(self) -> int:
+        return self.queue_set.dropped
+
+    def cache_sizes(self) -> dict[str, int]:
+        return {
+            "binding_sets": len(self.bindings.by_exchange),
+            "queues_seen": len(self.queue_set.last_present),
+        }

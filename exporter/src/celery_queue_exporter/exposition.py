@@ -1,20 +1,29 @@
-"""Prometheus text format, fast for families of thousands of queues.
+"""Prometheus text format, fast for families of thousands of queues: `Renderer.render` is the one
+entry point, and the only place that keeps rendering caches.
 
-prometheus_client formats about 6 us per sample, 300 ms for 10,000 queues; a family held as
-columns with its label text escaped once renders in a fraction of that. Every family still is a
-prometheus_client Metric, so `prometheus_client.generate_latest` gives the same text (tests check it).
+prometheus_client formats about 6 us per sample, 300 ms for 10,000 queues. Here a family is held
+as label columns and values (`ColumnFamily`); the `name{labels} ` head of each line is built once
+and kept from scrape to scrape while the family's label columns stay equal, so a scrape only
+formats values. Every family still is a prometheus_client Metric, so
+`prometheus_client.generate_latest` gives the same text (tests compare the two; values are written
+in their shortest exact form, `1` where prometheus_client writes `1.0`).
+
+A Renderer belongs to one target (one broker): its caches are bounded by that target's queues.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
+
+from celery_queue_exporter.metrics import MetricDef
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -65,93 +74,30 @@ def value_lines(values: Sequence[float]) -> Iterable[str]:
     return [text + "\n" for text in format_values(values)]
 
 
-class LabelText:
-    """Escaped `name="value"` label text per queue, kept between scrapes and pruned to the live queues.
-
-    The queue list rarely changes between scrapes: the texts of the last list asked for are kept
-    whole, with their per-priority variant.
-    """
-
-    def __init__(self) -> None:
-        self._cache: dict[str, str] = {}
-        self._last: tuple[list[str], list[str]] | None = None
-        self._last_steps: tuple[list[str], tuple[str, ...], list[str]] | None = None
-        self._heads: dict[str, tuple[list[str], list[str]]] = {}
-
-    def queue(self, names: Sequence[str]) -> list[str]:
-        last = self._last
-        if last is not None and last[0] == names:
-            return last[1]
-        texts = self._texts(names)
-        self._last = (list(names), texts)
-        return texts
-
-    def queue_and_step(self, names: Sequence[str], steps: Sequence[str]) -> list[str]:
-        """`queue_name="q",priority="s"` for every queue, then step (queue-major)."""
-        texts = self.queue(names)
-        last = self._last_steps
-        if last is not None and last[0] is texts and last[1] == tuple(steps):
-            return last[2]
-        suffixes = [f',priority="{escape_label_value(s)}"' for s in steps]
-        combined = [t + suffix for t in texts for suffix in suffixes]
-        self._last_steps = (texts, tuple(steps), combined)
-        return combined
-
-    def line_heads(self, sample_name: str, texts: list[str]) -> list[str]:
-        """`sample_name{labels} ` for each label text, kept while the same texts list is given."""
-        cached = self._heads.get(sample_name)
-        if cached is not None and cached[0] is texts:
-            return cached[1]
-        heads = [f"{sample_name}{{{text}}} " for text in texts]
-        self._heads[sample_name] = (texts, heads)
-        return heads
-
-    def _texts(self, names: Sequence[str]) -> list[str]:
-        cache = self._cache
-        if len(cache) > 2 * len(names) + 1000:
-            cache = self._cache = {}
-        out = []
-        for name in names:
-            text = cache.get(name)
-            if text is None:
-                safe = name.encode("utf-8", "replace").decode("utf-8")
-                text = cache[name] = f'queue_name="{escape_label_value(safe)}"'
-            out.append(text)
-        return out
-
-
 class ColumnFamily(Metric):
-    """A metric family held as two columns: pre-escaped label text and values.
+    """A metric family held as label columns and values.
 
-    `label_values` is called only when `.samples` is read, to build prometheus_client Samples.
+    The label sets are the product of `columns` (one per label name of `metric`, the first one
+    outermost): `(queues,)` gives one line per queue, `(queues, steps)` one per queue and step,
+    queue-major; no columns give the one line of an unlabelled metric. `values` follows that order.
     """
 
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        typ: str,
-        labelnames: Sequence[str],
-        label_texts: Sequence[str],
-        label_values: Callable[[], Iterable[Sequence[str]]] | None,
-        values: Sequence[float],
-        line_heads: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(name, documentation, typ)
-        self.labelnames = tuple(labelnames)
-        self.label_texts = label_texts
-        self._label_values = label_values
+    def __init__(self, metric: MetricDef, columns: Sequence[Sequence[str]], values: Sequence[float]) -> None:
+        super().__init__(metric.name, metric.help, metric.type)
+        if len(columns) != len(metric.labels):
+            raise ValueError(f"{metric.name}: {len(columns)} label columns for labels {metric.labels}")
+        self.metric = metric
+        self.labelnames = metric.labels
+        self.columns = tuple(columns)
         self.values = values
-        self.line_heads = line_heads  # `name{labels} ` of every line, when kept from scrape to scrape
 
     # prometheus_client reads .samples; build them only when something asks (tests, other renderers).
     @property  # type: ignore[override]
     def samples(self) -> list[Sample]:
-        if self._label_values is None:
-            return [Sample(self._sample_name, {}, float(v)) for v in self.values]
+        name = self.sample_name
         return [
-            Sample(self._sample_name, dict(zip(self.labelnames, lv, strict=True)), float(v))
-            for lv, v in zip(self._label_values(), self.values, strict=True)
+            Sample(name, dict(zip(self.labelnames, lv, strict=True)), float(v))
+            for lv, v in zip(itertools.product(*self.columns), self.values, strict=True)
         ]
 
     @samples.setter
@@ -159,46 +105,84 @@ class ColumnFamily(Metric):
         pass
 
     @property
-    def _sample_name(self) -> str:
+    def sample_name(self) -> str:
         return self.name + "_total" if self.type == "counter" else self.name
 
-    def render(self) -> str:
-        name = self._sample_name
-        head = f"# HELP {name} {_escape_help(self.documentation)}\n# TYPE {name} {self.type}\n"
-        if self.line_heads is not None:
-            # head + value + newline for every line, joined without a Python-level loop
-            return head + "".join(map(operator.add, self.line_heads, value_lines(self.values)))
-        values = format_values(self.values)
-        if self._label_values is None:
-            return head + "".join([f"{name} {v}\n" for v in values])
-        prefix = name + "{"
-        return head + "".join([f"{prefix}{lt}}} {v}\n" for lt, v in zip(self.label_texts, values, strict=True)])
+
+def gauge(metric: MetricDef, value: float) -> ColumnFamily:
+    return ColumnFamily(metric, (), [value])
 
 
-def gauge(name: str, documentation: str, value: float) -> ColumnFamily:
-    return ColumnFamily(name, documentation, "gauge", (), [""], None, [value])
+class Renderer:
+    """Renders families to Prometheus text, keeping each family's line heads between scrapes.
 
+    Caches, both bounded by the live label values: the line heads of each family (one entry per
+    metric name, reused while its label columns compare equal), and the escaped `name="value"`
+    text of each label value (reset when it outgrows the values in use).
+    """
 
-def labelled(
-    name: str,
-    documentation: str,
-    labelnames: Sequence[str],
-    label_values: Callable[[], Iterable[Sequence[str]]] | Sequence[Sequence[str]],
-    values: Sequence[float],
-    typ: str = "gauge",
-    label_texts: Sequence[str] | None = None,
-    line_heads: Sequence[str] | None = None,
-) -> ColumnFamily:
-    """A labelled family; give `label_texts` (pre-escaped) and a lazy `label_values` for speed."""
-    if not callable(label_values):
-        fixed = label_values
-        label_values = lambda: fixed  # noqa: E731
-    if label_texts is None:
-        label_texts = [
-            ",".join(f'{ln}="{escape_label_value(v)}"' for ln, v in zip(labelnames, lv, strict=True))
-            for lv in label_values()
-        ]
-    return ColumnFamily(name, documentation, typ, labelnames, label_texts, label_values, values, line_heads)
+    def __init__(self) -> None:
+        self._heads: dict[str, tuple[tuple[list[str], ...], list[str]]] = {}
+        self._label_text: dict[str, dict[str, str]] = {}
+        self._last_texts: dict[str, tuple[list[str], list[str]]] = {}  # label -> (values, texts) last built
+        self.misses = 0  # line heads rebuilt: a scrape over unchanged queues adds none
+
+    def render(self, families: Iterable[Metric]) -> bytes:
+        parts: list[bytes] = []
+        for family in families:
+            if isinstance(family, ColumnFamily):
+                parts.append(self._render(family).encode("utf-8"))
+            else:
+                parts.append(generate_latest(_One(family)))  # type: ignore[arg-type]
+        return b"".join(parts)
+
+    def cache_sizes(self) -> dict[str, int]:
+        return {
+            "line_heads": sum(len(heads) for _, heads in self._heads.values()),
+            "label_text": sum(map(len, self._label_text.values())),
+        }
+
+    def _render(self, family: ColumnFamily) -> str:
+        name = family.sample_name
+        head = f"# HELP {name} {_escape_help(family.documentation)}\n# TYPE {name} {family.type}\n"
+        heads = self._line_heads(name, family)
+        # head + value + newline for every line, joined without a Python-level loop
+        return head + "".join(map(operator.add, heads, value_lines(family.values)))
+
+    def _line_heads(self, name: str, family: ColumnFamily) -> list[str]:
+        columns = family.columns
+        cached = self._heads.get(name)
+        # list == list compares element identity first: ~20 us for 10,000 unchanged queues
+        if cached is not None and cached[0] == tuple(col if type(col) is list else list(col) for col in columns):
+            return cached[1]
+        self.misses += 1
+        if not columns:
+            heads = [name + " "]
+        else:
+            texts = [self._texts(ln, col) for ln, col in zip(family.labelnames, columns, strict=True)]
+            if len(texts) == 1:
+                heads = [f"{name}{{{t}}} " for t in texts[0]]
+            else:
+                heads = [f"{name}{{{','.join(parts)}}} " for parts in itertools.product(*texts)]
+        self._heads[name] = (tuple(list(col) for col in columns), heads)
+        return heads
+
+    def _texts(self, label: str, values: Sequence[str]) -> list[str]:
+        last = self._last_texts.get(label)
+        if last is not None and last[0] == (values if type(values) is list else list(values)):
+            return last[1]  # the per-queue families share one queue column: build its texts once
+        cache = self._label_text.get(label)
+        if cache is None or len(cache) > 2 * len(values) + 1000:
+            cache = self._label_text[label] = {}
+        out = []
+        for value in values:
+            text = cache.get(value)
+            if text is None:
+                safe = value.encode("utf-8", "replace").decode("utf-8")
+                text = cache[value] = f'{label}="{escape_label_value(safe)}"'
+            out.append(text)
+        self._last_texts[label] = (list(values), out)
+        return out
 
 
 class _One:
@@ -207,13 +191,3 @@ class _One:
 
     def collect(self) -> list[Metric]:
         return [self.family]
-
-
-def render(families: Iterable[Metric]) -> bytes:
-    parts: list[bytes] = []
-    for family in families:
-        if isinstance(family, ColumnFamily):
-            parts.append(family.render().encode("utf-8"))
-        else:
-            parts.append(generate_latest(_One(family)))  # type: ignore[arg-type]
-    return b"".join(parts)

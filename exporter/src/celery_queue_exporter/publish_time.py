@@ -2,7 +2,8 @@
 
 Kombu's Redis messages carry no timestamp of their own. A producer that calls
 `stamp_publish_time(app)` adds one header, read back by the exporter from the oldest
-message of each queue.
+message of each queue. It also sets the AMQP `timestamp` property (whole seconds), which
+RabbitMQ reports as the head message's `head_message_timestamp`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from typing import Any
 PUBLISHED_AT_HEADER = "x-published-at"
 
 
-def _stamp(sender: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+def _stamp(
+    sender: Any = None, headers: dict[str, Any] | None = None, properties: dict[str, Any] | None = None, **_: Any
+) -> None:
+    now = time.time()
     if headers is not None:
-        headers[PUBLISHED_AT_HEADER] = time.time()
+        headers[PUBLISHED_AT_HEADER] = now
+    if properties is not None:
+        properties.setdefault("timestamp", int(now))
 
 
 def stamp_publish_time(app: Any = None) -> None:

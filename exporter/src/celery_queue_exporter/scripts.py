@@ -2,7 +2,8 @@
 
 Both scripts carry `#!lua flags=no-writes` and are called with EVALSHA_RO/EVAL_RO (Redis 7.0+):
 Redis itself refuses them any write, and an ACL user without write commands may run them.
-Every key is built from arguments, so they serve any global_keyprefix, sep and priority steps.
+Every key is built from arguments, so they serve any global_keyprefix, sep and priority steps;
+kombu's fixed names (binding prefix, event and pidbox queues) come from redis_layout.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,25 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+
+from celery_queue_exporter.redis_layout import BINDING_PREFIX, EVENT_QUEUE_PREFIX, PIDBOX_SUFFIX
+
+
+def lua_string(text: str) -> str:
+    """`text` as a Lua string literal: printable ASCII as is, every other byte as a decimal escape."""
+    out = []
+    for byte in text.encode("utf-8"):
+        char = chr(byte)
+        out.append(char if 32 <= byte < 127 and char not in '"\\' else f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def _read_only(body: str, **constants: str) -> str:
+    """The script with its no-writes flag, and `constants` defined as Lua locals before `body`."""
+    lines = ["#!lua flags=no-writes"]
+    lines += [f"local {name} = {lua_string(value)}" for name, value in constants.items()]
+    return "\n".join(lines) + "\n" + body
+
 
 # ARGV: 1 key prefix, 2 sep, 3 priority steps "0,3,6,9", 4 known queues joined by "\n",
 # 5 SCAN cursor, 6 SCAN count, 7 how many new queues may still be measured,
@@ -23,8 +43,8 @@ import redis
 # what turning 100,000 entries into Lua strings does.
 # Tails: "queue index (0-based) \t delivery tag \t x-published-at" for each non-empty list, all
 # "\t"-joined.
-SCRAPE_LUA = r"""#!lua flags=no-writes
-local prefix, sep = ARGV[1], ARGV[2]
+SCRAPE_LUA = _read_only(
+    r"""local prefix, sep = ARGV[1], ARGV[2]
 local suffixes = {}
 for step in string.gmatch(ARGV[3], "%d+") do
   if tonumber(step) == 0 then suffixes[#suffixes + 1] = "" else suffixes[#suffixes + 1] = sep .. step end
@@ -39,7 +59,7 @@ for i = 9, #ARGV do
 end
 
 -- One SCAN step over the binding sets: discovery is spread over scrapes in a big database.
-local pattern = string.gsub(prefix .. "_kombu.binding.", "[%*%?%[%]\\]", "\\%0") .. "*"
+local pattern = string.gsub(prefix .. BINDING_PREFIX, "[%*%?%[%]\\]", "\\%0") .. "*"
 local scan = redis.call("SCAN", ARGV[5], "MATCH", pattern, "COUNT", ARGV[6])
 local bindings, new_queues = {}, {}
 local room = tonumber(ARGV[7])
@@ -53,8 +73,8 @@ for _, key in ipairs(scan[2]) do
     local b = a and string.find(member, sep, a + seplen, true)
     if b then
       local q = string.sub(member, b + seplen)
-      if q ~= "" and not known[q] and string.sub(q, 1, 9) ~= "celeryev." and string.sub(q, -7) ~= ".pidbox"
-          and not string.find(q, "\n", 1, true) then
+      if q ~= "" and not known[q] and string.sub(q, 1, #EVENT_QUEUE_PREFIX) ~= EVENT_QUEUE_PREFIX
+          and string.sub(q, -#PIDBOX_SUFFIX) ~= PIDBOX_SUFFIX and not string.find(q, "\n", 1, true) then
         known[q] = true
         new_queues[#new_queues + 1] = q
         if room > 0 then queues[#queues + 1] = q; room = room - 1 end
@@ -101,15 +121,19 @@ for qi, q in ipairs(queues) do
 end
 
 return {scan[1], bindings, table.concat(new_queues, "\n"), table.concat(lengths, ","), table.concat(tails, "\t")}
-"""
+""",
+    BINDING_PREFIX=BINDING_PREFIX,
+    EVENT_QUEUE_PREFIX=EVENT_QUEUE_PREFIX,
+    PIDBOX_SUFFIX=PIDBOX_SUFFIX,
+)
 
 # ARGV: 1 unacked hash key (prefixed), 2 delivery tags joined by "\n".
 # Returns, per tag, the routing part of the entry: kombu stores `[message, exchange, routing_key]`
 # as JSON, and the message is an object whose last `}, "` ends it (a quote inside a JSON string is
 # always escaped), so `"exchange", "routing_key"]` follows. Only that leaves Redis, however big the
 # message. An entry without that shape comes back whole if small ("" when the entry is gone).
-UNACKED_TAILS_LUA = r"""#!lua flags=no-writes
-local out = {}
+UNACKED_TAILS_LUA = _read_only(
+    r"""local out = {}
 local kind = redis.call("TYPE", ARGV[1])
 kind = kind.ok or kind
 if kind ~= "hash" and kind ~= "none" then return redis.error_reply("unacked key is a " .. kind) end
@@ -138,6 +162,7 @@ for tag in string.gmatch(ARGV[2], "[^\n]+") do
 end
 return out
 """
+)
 
 
 class ReadOnlyScript:

@@ -1,4 +1,6 @@
-"""One scrape's reading of the broker: lengths, oldest ready message, unacked, in constant round trips."""
+"""The Redis broker kind: one scrape's reading of a kombu Redis broker (lengths per priority list,
+oldest ready message, unacked per queue) with read-only scripts, in constant round trips.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +9,20 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from itertools import repeat
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from celery_queue_exporter.discovery import BindingTable, QueueSet
+from celery_queue_exporter.broker import BrokerReading
+from celery_queue_exporter.connection import make_client
+from celery_queue_exporter.discovery import BindingSets, Discovery, QueueSet
 from celery_queue_exporter.redis_layout import RedisLayout
 from celery_queue_exporter.scripts import SCRAPE, UNACKED_TAILS
+
+if TYPE_CHECKING:
+    from celery_queue_exporter.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -40,27 +47,18 @@ def unacked_routing(part: bytes) -> tuple[str, str] | None:
 _UNKNOWN = object()  # a delivery tag not resolved yet (None is "resolved, no queue")
 
 
-@dataclass
-class Reading:
-    """What one scrape found. Per-queue lists are parallel to `queues`; `lengths` is queue-major."""
-
-    up: bool
-    steps: tuple[int, ...]
-    queues: list[str] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
-    totals: list[int] = field(default_factory=list)
-    ready_age: list[float] = field(default_factory=list)
-    unacked: list[int] = field(default_factory=list)
-    unacked_age: list[float] = field(default_factory=list)
-    unattributed_unacked: int = 0
-    queues_dropped: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    round_trips: int = 0
-    duration: float = 0.0
+ERROR_REASONS = ("redis", "wrong_type", "malformed_message", "malformed_unacked")
 
 
-class BrokerReader:
-    """Reads a Celery Redis broker with read-only scripts; keeps what never changes between scrapes."""
+class RedisBroker:
+    """Reads a Celery Redis broker with read-only scripts; keeps what never changes between scrapes.
+
+    Satisfies broker.Broker. All its state (discovery, tails first seen, unacked routing) is per
+    instance: one per target.
+    """
+
+    kind = "redis"
+    error_reasons = ERROR_REASONS
 
     def __init__(
         self,
@@ -71,23 +69,57 @@ class BrokerReader:
         clock: Callable[[], float] = time.time,
         message_age: bool = True,
         time_budget: float = 3.0,
+        visibility_timeout: float | None = None,
+        sentinel_master: str | None = None,
     ) -> None:
         self.client = client
         self.layout = layout
-        self.queue_set = queue_set
-        self.bindings = BindingTable(layout)
-        self.scan_count = scan_count
+        self.discovery = Discovery(layout, queue_set, scan_count)
         self.message_age = message_age
         self.time_budget = time_budget
         self.clock = clock
+        self.visibility_timeout = visibility_timeout
+        self.celery_transport_options: dict[str, Any] = {
+            "global_keyprefix": layout.global_keyprefix,
+            "sep": layout.sep,
+            "priority_steps": list(layout.priority_steps),
+        }
+        if sentinel_master:
+            self.celery_transport_options["master_name"] = sentinel_master
         self._first_seen: dict[bytes, float] = {}  # delivery tag at a list's tail -> when first seen
         self._unacked_queue: dict[bytes, str | None] = {}  # delivery tag -> its queue, fixed for its life
         self._last_error: str | None = None
-        self._sent: tuple[list[str], tuple[list[str], str, list[str]]] | None = None
+        self._round_trips = 0  # of the scrape under way
 
-    def read(self) -> Reading:
+    @classmethod
+    def from_config(cls, config: Config, static_queues: Sequence[str]) -> RedisBroker:
+        """Raises connection.BrokerUrlError for a URL it cannot serve."""
+        client = make_client(config.broker_url, config.redis_timeout, config.sentinel_master)
+        return cls(
+            client,
+            config.layout,
+            QueueSet(static_queues, config.queue_grace_period, config.max_queues),
+            scan_count=config.discovery_scan_count,
+            message_age=config.message_age,
+            time_budget=config.redis_timeout,
+            visibility_timeout=config.visibility_timeout,
+            sentinel_master=config.sentinel_master,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def cache_sizes(self) -> dict[str, int]:
+        return {
+            "tails_first_seen": len(self._first_seen),
+            "unacked_routing": len(self._unacked_queue),
+            **self.discovery.cache_sizes(),
+        }
+
+    def read(self) -> BrokerReading:
         started = time.perf_counter()
-        reading = Reading(up=False, steps=self.layout.steps)
+        reading = BrokerReading(up=False, priority_steps=self.layout.steps, unattributed_unacked=0)
+        self._round_trips = 0
         try:
             self._read(reading)
             reading.up = True
@@ -100,36 +132,34 @@ class BrokerReader:
             if message != self._last_error:
                 log.warning("cannot read the broker: %s", message)
             self._last_error = message
+        reading.round_trips = self._round_trips
         reading.duration = time.perf_counter() - started
         return reading
 
-    def _first_discovery(self, reading: Reading) -> None:
-        """Complete one SCAN pass before the first report, so it lists every queue, within the budget."""
-        deadline = time.monotonic() + self.time_budget
+    def _scan_step(self, cursor: bytes, count: int) -> tuple[bytes, BindingSets]:
+        """One SCAN step over the binding sets and nothing else (the first discovery pass)."""
         layout = self.layout
-        steps = ",".join(map(str, layout.steps))
-        while self.bindings.passes_completed == 0 and time.monotonic() < deadline:
-            args = [layout.global_keyprefix, layout.sep, steps, "", self.bindings.cursor, self.scan_count, 0, "0"]
-            reply, trips = SCRAPE(self.client, args)
-            reading.round_trips += trips
-            self.bindings.update(reply[0], reply[1])
+        args = [layout.global_keyprefix, layout.sep, ",".join(map(str, layout.steps)), "", cursor, count, 0, "0"]
+        reply, trips = SCRAPE(self.client, args)
+        self._round_trips += trips
+        return reply[0], reply[1]
 
-    def _read(self, reading: Reading) -> None:
-        if self.bindings.passes_completed == 0:
-            self._first_discovery(reading)
-            self.queue_set.settle(self.clock(), [], set(self.bindings.queues()), ())
+    def _read(self, reading: BrokerReading) -> None:
+        discovery = self.discovery
+        if not discovery.first_pass_done:
+            discovery.first_pass(self._scan_step, self.time_budget, self.clock())
         layout = self.layout
         steps = layout.steps
         n_steps = len(steps)
-        known, joined, odd = self._candidates()
-        room = max(self.queue_set.max_queues - len(known), 0)
+        known, joined, odd = discovery.candidates()
+        room = discovery.room(len(known))
         args = [
             layout.global_keyprefix,
             layout.sep,
             ",".join(map(str, steps)),
             joined,
-            self.bindings.cursor,
-            self.scan_count,
+            discovery.bindings.cursor,
+            discovery.scan_count,
             room,
             "1" if self.message_age else "0",
             *odd,
@@ -139,17 +169,16 @@ class BrokerReader:
         SCRAPE.queue(pipe, args)
         pipe.execute_command("ZRANGE", layout.unacked_zset_key, 0, -1)
         reply, unacked_tags = pipe.execute(raise_on_error=False)
-        reading.round_trips += 1
+        self._round_trips += 1
         if isinstance(reply, redis.exceptions.NoScriptError):
             reply = SCRAPE.load_and_run(self.client, args)
-            reading.round_trips += 1
+            self._round_trips += 1
         if isinstance(reply, Exception):
             raise reply
         cursor, binding_sets, new_blob, lengths_blob, tails_blob = reply
         now = self.clock()
 
-        self.bindings.update(cursor, binding_sets)
-        discovered = [_text(q) for q in new_blob.split(b"\n")] if new_blob else []
+        discovered = discovery.found(cursor, binding_sets, new_blob)
         measured = known + discovered[:room]
         lengths = list(map(int, lengths_blob.split(b","))) if lengths_blob else []
         if len(lengths) != len(measured) * n_steps:
@@ -159,35 +188,31 @@ class BrokerReader:
             reading.errors["wrong_type"] += wrong_type
             lengths = [x if x >= 0 else 0 for x in lengths]
 
-        ready_age = self._ready_ages(reading, tails_blob, len(measured), now)
+        ready_age = self._ready_ages(reading, tails_blob, len(measured), now) if self.message_age else None
 
         unacked_count, unacked_oldest, unattributed = self._read_unacked(reading, unacked_tags, measured)
 
         totals = list(map(sum, zip(*(lengths[k::n_steps] for k in range(n_steps)), strict=True)))
-        present = set(self.bindings.queues())
-        present.update(q for q, total in zip(measured, totals, strict=True) if total)
-        present.update(unacked_count)
-        keep = self.queue_set.settle(now, measured, present, discovered)
-        reading.queues_dropped = self.queue_set.dropped
+        busy = [q for q, total in zip(measured, totals, strict=True) if total]
+        busy += unacked_count
+        keep = discovery.settle(now, measured, busy, discovered)
+        reading.queues_dropped = discovery.dropped
         reading.unattributed_unacked = unattributed
 
         unacked = [unacked_count.get(q, 0) for q in measured]
         unacked_age = [max(now - unacked_oldest[q], 0.0) if q in unacked_oldest else 0.0 for q in measured]
-        if len(keep) == len(measured):  # the usual case: nothing dropped, same order
-            reading.queues, reading.lengths, reading.totals = measured, lengths, totals
-            reading.ready_age, reading.unacked, reading.unacked_age = ready_age, unacked, unacked_age
-            return
-        index = {q: i for i, q in enumerate(measured)}
-        for q in keep:
-            i = index[q]
-            reading.queues.append(q)
-            reading.lengths.extend(lengths[i * n_steps : (i + 1) * n_steps])
-            reading.totals.append(totals[i])
-            reading.ready_age.append(ready_age[i])
-            reading.unacked.append(unacked[i])
-            reading.unacked_age.append(unacked_age[i])
+        if len(keep) != len(measured):  # some dropped by --max-queues: keep the others, in order
+            index = {q: i for i, q in enumerate(measured)}
+            kept = [index[q] for q in keep]
+            lengths = [x for i in kept for x in lengths[i * n_steps : (i + 1) * n_steps]]
+            totals, unacked, unacked_age = ([col[i] for i in kept] for col in (totals, unacked, unacked_age))
+            if ready_age is not None:
+                ready_age = [ready_age[i] for i in kept]
+            measured = keep
+        reading.queues, reading.priority_lengths, reading.ready = measured, lengths, totals
+        reading.ready_age, reading.unacked, reading.unacked_age = ready_age, unacked, unacked_age
 
-    def _ready_ages(self, reading: Reading, tails_blob: bytes, n_queues: int, now: float) -> list[float]:
+    def _ready_ages(self, reading: BrokerReading, tails_blob: bytes, n_queues: int, now: float) -> list[float]:
         """Age of each queue's oldest ready message, from the tails of its non-empty lists.
 
         Stamped messages give their publish time; others the time their delivery tag was first
@@ -230,22 +255,8 @@ class BrokerReader:
             ready_age[q] = now - t
         return ready_age
 
-    def _candidates(self) -> tuple[list[str], str, list[str]]:
-        """Queues to measure, in the order the script measures them, and how to send them.
-
-        Names go "\n"-joined (one argument is far cheaper than thousands); the odd name holding
-        a newline goes as an argument of its own. Kept while the queue set does not change.
-        """
-        candidates = self.queue_set.candidates()
-        if self._sent is not None and self._sent[0] == candidates:
-            return self._sent[1]
-        plain = [q for q in candidates if "\n" not in q]
-        odd = [q for q in candidates if "\n" in q] if len(plain) != len(candidates) else []
-        self._sent = (candidates, (plain + odd, "\n".join(plain), odd))
-        return self._sent[1]
-
     def _read_unacked(
-        self, reading: Reading, tags: list[bytes] | Exception, measured: list[str]
+        self, reading: BrokerReading, tags: list[bytes] | Exception, measured: list[str]
     ) -> tuple[Counter[str], dict[str, float], int]:
         if isinstance(tags, redis.exceptions.ResponseError) and "WRONGTYPE" in str(tags):
             reading.errors["wrong_type"] += 1
@@ -276,11 +287,11 @@ class BrokerReader:
                     break
         # Scores are asked for these few only; a tag redelivered keeps its name but not its score.
         scores = self.client.execute_command("ZMSCORE", self.layout.unacked_zset_key, *first.values())
-        reading.round_trips += 1
+        self._round_trips += 1
         oldest = {q: float(score) for q, score in zip(first, scores, strict=True) if score is not None}
         return counts, oldest, unattributed
 
-    def _resolve(self, reading: Reading, tags: list[bytes], known: set[str]) -> None:
+    def _resolve(self, reading: BrokerReading, tags: list[bytes], known: set[str]) -> None:
         """Find the queue of unacked entries never seen before, from the routing info they carry."""
         key = self.layout.unacked_hash_key
         deadline = time.monotonic() + self.time_budget
@@ -290,7 +301,7 @@ class BrokerReader:
                 return
             chunk = tags[start : start + RESOLVE_CHUNK]
             tails, trips = UNACKED_TAILS(self.client, [key, b"\n".join(chunk)])
-            reading.round_trips += trips
+            self._round_trips += trips
             for tag, tail in zip(chunk, tails, strict=True):
                 if not tail:
                     continue  # acked between the two calls; it will not be listed next time
@@ -299,9 +310,5 @@ class BrokerReader:
                 if routing is None:
                     reading.errors["malformed_unacked"] += 1
                 else:
-                    queue = self.bindings.route(routing[0], routing[1], known)
+                    queue = self.discovery.bindings.route(routing[0], routing[1], known)
                 self._unacked_queue[tag] = queue
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value

@@ -1,8 +1,8 @@
 """Every query of the generated dashboards, with Grafana's variables substituted, ready to run
-against a real Prometheus: the unit tests use it to parse-check them, the end-to-end stack
-test to prove each panel shows data.
+against a real Prometheus, and which of them a healthy stack may leave empty: the unit tests use
+it to parse-check them, the tests against a live Prometheus to prove each panel shows data.
 
-    from grafana.queries import check_live, iter_queries
+    from tests.grafana.queries import EmptyWhen, check_live, iter_queries
 
     for q in iter_queries():
         print(q.dashboard_uid, q.panel_title, q.expr, q.expects_data)
@@ -15,6 +15,7 @@ test to prove each panel shows data.
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import re
 import time
@@ -25,10 +26,36 @@ from typing import Any, Literal
 
 import requests
 
-from grafana.common import EmptyWhen
 from grafana.dashboards_src import DASHBOARDS
+from grafana.generate import DASHBOARDS_DIR, filename
+from grafana.ids import OVERVIEW_UID, QUEUES_UID, WORKERS_UID
 
-DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
+
+class EmptyWhen(enum.StrEnum):
+    """Why a query may legitimately return nothing in a healthy stack."""
+
+    NO_ALERT = "no alert is firing"
+    NO_FAILURE = "no task has failed since Flower started"
+    NO_RETRY = "no task has been retried since Flower started"
+    NOT_DRAINING = "no queue is shrinking right now"
+    NO_TASK_SENT_EVENTS = "producers send no task-sent events (task_send_sent_event is off)"
+
+
+# Per dashboard, the panels (or one query of a panel, by ref id) that a healthy stack may leave
+# empty; every other query must show data.
+EMPTY_OK: dict[str, dict[tuple[str, str | None], EmptyWhen]] = {
+    OVERVIEW_UID: {
+        ("Firing alerts", None): EmptyWhen.NO_ALERT,
+    },
+    QUEUES_UID: {
+        ("Published vs consumed (all queues)", "C"): EmptyWhen.NO_TASK_SENT_EVENTS,
+        ("Time to drain", None): EmptyWhen.NOT_DRAINING,
+    },
+    WORKERS_UID: {
+        ("Retries by task", None): EmptyWhen.NO_RETRY,
+        ("Failures by task", None): EmptyWhen.NO_FAILURE,
+    },
+}
 
 # Grafana's built-in interval variables, as a test substitutes them (Grafana computes them
 # from the time range and the scrape interval). 1m covers at least 4 scrapes at 15 s.
@@ -96,11 +123,7 @@ def label_values_to_promql(definition: str) -> tuple[str, str]:
 
 def load_dashboards(dashboards_dir: Path = DASHBOARDS_DIR) -> list[dict[str, Any]]:
     """The committed dashboards (what Grafana loads), in the generator's order."""
-    return [json.loads((dashboards_dir / f"{module.UID}.json").read_text()) for module in DASHBOARDS]
-
-
-def _empty_ok(uid: str) -> dict[tuple[str, str | None], EmptyWhen]:
-    return next(module.EMPTY_OK for module in DASHBOARDS if uid == module.UID)
+    return [json.loads((dashboards_dir / filename(module)).read_text()) for module in DASHBOARDS]
 
 
 def iter_queries(
@@ -115,7 +138,7 @@ def iter_queries(
         uid = model["uid"]
         variables = [v for v in model["templating"]["list"] if v["type"] == "query"]
         vals = {**BUILTIN_VALUES, **{v["name"]: ALL for v in variables}, **(values or {})}
-        empty_ok = _empty_ok(uid)
+        empty_ok = EMPTY_OK[uid]
 
         for variable in variables:
             expr, label = label_values_to_promql(substitute(variable["definition"], vals))
@@ -236,8 +259,8 @@ def check_live(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m grafana.queries URL [MINUTES]`: check every query against a live Prometheus."""
-    parser = argparse.ArgumentParser(prog="python -m grafana.queries", description=main.__doc__)
+    """`python -m tests.grafana.queries URL [MINUTES]`: check every query against a live Prometheus."""
+    parser = argparse.ArgumentParser(prog="python -m tests.grafana.queries", description=main.__doc__)
     parser.add_argument("url", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     parser.add_argument("minutes", nargs="?", type=float, default=15, help="graph range to check (default 15)")
     args = parser.parse_args(argv)

@@ -1,0 +1,1 @@
+"""Kubernetes manifests (kustomize) of the stack and their generator."""

@@ -1,0 +1,35 @@
+"""The exporter's own health and configuration: broker up, scrape duration and errors, build
+info, queues reported and dropped, unattributed unacked entries, round trips."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+from celery_queue_exporter import __version__, metrics
+from celery_queue_exporter.broker import BrokerReading
+from celery_queue_exporter.exposition import ColumnFamily, gauge
+
+
+class HealthCollector:
+    """Keeps the error counters (every reason the broker kind counts starts at 0)."""
+
+    def __init__(self, error_reasons: Iterable[str], visibility_timeout: float | None) -> None:
+        self.errors_total: Counter[str] = Counter({reason: 0 for reason in error_reasons})
+        self.visibility_timeout = visibility_timeout
+
+    def families(self, r: BrokerReading) -> Iterator[ColumnFamily]:
+        self.errors_total.update(r.errors)
+        yield gauge(metrics.BROKER_UP, 1 if r.up else 0)
+        if self.visibility_timeout is not None:
+            yield gauge(metrics.BROKER_VISIBILITY_TIMEOUT, self.visibility_timeout)
+        yield gauge(metrics.SCRAPE_DURATION, r.duration)
+        reasons = sorted(self.errors_total)
+        yield ColumnFamily(metrics.SCRAPE_ERRORS, (reasons,), [self.errors_total[reason] for reason in reasons])
+        yield ColumnFamily(metrics.BUILD_INFO, ([__version__],), [1])
+        yield gauge(metrics.QUEUES_REPORTED, len(r.queues))
+        yield gauge(metrics.QUEUES_DROPPED, r.queues_dropped)
+        if r.unattributed_unacked is not None:
+            yield gauge(metrics.UNACKED_UNATTRIBUTED, r.unattributed_unacked)
+        if r.round_trips is not None:
+            yield gauge(metrics.REDIS_ROUND_TRIPS, r.round_trips)

@@ -1,0 +1,45 @@
+"""Reading a test vhost with the exporter's RabbitMQ reader, and waiting on sampled numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from celery_queue_exporter.discovery import QueueSet
+from celery_queue_exporter.rabbitmq_management import ManagementClient, management_target
+from celery_queue_exporter.rabbitmq_reading import RabbitMQReader, RabbitReading
+from tests.support.procs import wait_until
+from tests.support.rabbitmq import RabbitMQNode
+
+
+def make_reader(
+    rabbitmq: RabbitMQNode,
+    vhost: str,
+    queues: tuple[str, ...] = (),
+    broker_url: str | None = None,
+    management_url: str | None = None,
+) -> RabbitMQReader:
+    target = management_target(broker_url or rabbitmq.amqp_url(vhost), management_url or rabbitmq.management_url)
+    return RabbitMQReader(ManagementClient(target, timeout=5), QueueSet(queues, grace=300, max_queues=5000))
+
+
+def by_queue(reading: RabbitReading) -> dict[str, tuple[int, int, int, float | None]]:
+    """queue -> (ready, unacked, consumers, oldest ready age)."""
+    columns = zip(reading.ready, reading.unacked, reading.consumers, reading.ready_age, strict=True)
+    return dict(zip(reading.queues, columns, strict=True))
+
+
+def read_until(
+    reader: RabbitMQReader, check: Callable[[RabbitReading], bool], what: str, timeout: float = 20
+) -> RabbitReading:
+    """Read until `check` holds: management numbers are sampled (every second on the test node)."""
+    last: list[RabbitReading | None] = [None]
+
+    def attempt() -> RabbitReading | None:
+        last[0] = reader.read()
+        return last[0] if check(last[0]) else None
+
+    try:
+        return wait_until(attempt, timeout, what, 0.25)  # type: ignore[return-value]
+    except TimeoutError as exc:
+        seen = by_queue(last[0]) if last[0] else None
+        raise AssertionError(f"{what}: last reading {seen}, up={last[0] and last[0].up}") from exc

@@ -1,0 +1,30 @@
+"""docker-compose.yml as the tests read and validate it (with the secrets it requires set)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.support.procs import REPO
+
+COMPOSE = REPO / "docker-compose.yml"
+# What compose refuses to start without (`${VAR:?}`): test values, never real ones.
+COMPOSE_SECRETS = {
+    "FLOWER_BASIC_AUTH": "u:test-secret",
+    "GRAFANA_ADMIN_PASSWORD": "test-secret",
+    "REDIS_PASSWORD": "test-secret-redis-0123456789",
+    "REDIS_EXPORTER_PASSWORD": "test-secret-exporter-0123456789",
+}
+
+
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` with `env` as the only compose secrets set."""
+    clean = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
+    return subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **env},
+        cwd=REPO,
+    )
