@@ -3,15 +3,13 @@ checked with `docker-compose config` (no Docker engine needed), against docker-c
 
 from __future__ import annotations
 
-import os
-import subprocess
 from typing import Any
 
 import pytest
 import yaml
 
 from native import ha
-from tests.stack.test_configs import COMPOSE, COMPOSE_SECRETS
+from tests.support.compose import COMPOSE, COMPOSE_SECRETS, compose_config
 from tests.support.procs import REPO
 
 HA_COMPOSE = REPO / "docker-compose.ha.yml"
@@ -23,28 +21,22 @@ def service(component: str, replica: str) -> str:
     return component if replica == ha.SINGLE else ha.instance(component, replica)
 
 
-def compose(*files: str, quiet: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**{k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}, **COMPOSE_SECRETS}
-    argv = ["docker-compose", *(a for f in files for a in ("-f", f)), "config", *(["-q"] if quiet else [])]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
-
-
 @pytest.fixture(scope="module")
 def services() -> dict[str, Any]:
-    result = compose(str(COMPOSE), str(HA_COMPOSE))
+    result = compose_config(COMPOSE_SECRETS, (COMPOSE, HA_COMPOSE))
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)["services"]
 
 
 @pytest.fixture(scope="module")
 def base() -> dict[str, Any]:
-    result = compose(str(COMPOSE))
+    result = compose_config(COMPOSE_SECRETS)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)["services"]
 
 
 def test_the_override_is_valid() -> None:
-    result = compose(str(COMPOSE), str(HA_COMPOSE), quiet=True)
+    result = compose_config(COMPOSE_SECRETS, (COMPOSE, HA_COMPOSE), quiet=True)
     assert result.returncode == 0, result.stderr
 
 
