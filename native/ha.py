@@ -5,47 +5,60 @@ prometheus/prometheus.yml and the rules; PROMETHEUS_REPLICA in a replica's envir
 its `replica` external label, which the file's alert_relabel_configs drop from alerts, so both
 replicas' copies of an alert are one alert to Alertmanager. Each replica sends to every
 Alertmanager in its targets/alertmanager.yml, directly. The Alertmanagers gossip silences and the
-notification log over their cluster port: the first in the cluster's order notifies, each
-other one waits its position times --cluster.peer-timeout and notifies only what the log does
-not hold yet (Alertmanager's design: at least once, a duplicate rather than a loss).
+notification log over their cluster port: the first in the cluster's order (by peer name)
+notifies, each other one waits its position times --cluster.peer-timeout and notifies only what
+the log does not hold yet (Alertmanager's design: at least once, a duplicate rather than a loss).
 
-The native runner, the test topology (tests/ha/) and docker-compose.ha.yml build their
-instances from these functions and names.
+The plain stack is replica a alone: its prometheus and alertmanager. HA adds prometheus-b and
+alertmanager-b, as instances of the same rows of native/components.py (`INSTANCES`), and
+docker-compose.ha.yml adds the same services to docker-compose.yml.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 REPLICAS = ("a", "b")
 SINGLE = REPLICAS[0]  # the one Prometheus and Alertmanager of the plain stack
 REPLICA_ENV = "PROMETHEUS_REPLICA"  # read by prometheus/prometheus.yml: external label `replica`
-CLUSTER_PORT = 9094  # Alertmanager's default gossip port (compose: inside the network only)
+KINDS = ("prometheus", "alertmanager")
+CLUSTER_PORT = 9094  # Alertmanager's default gossip port (compose: inside its network only)
 
 
-def instance(component: str, replica: str) -> str:
-    """The name of one instance: prometheus-a, alertmanager-b."""
-    return f"{component}-{replica}"
+def instance(kind: str, replica: str) -> str:
+    """The name of one instance: prometheus (replica a, as in the plain stack), prometheus-b."""
+    return kind if replica == SINGLE else f"{kind}-{replica}"
 
 
-def targets_file(addresses: Iterable[str]) -> str:
-    """A file_sd targets file with every `host:port` in one group."""
-    return "- targets: [" + ", ".join(f"'{a}'" for a in addresses) + "]\n"
+def replica_of(name: str) -> str:
+    """prometheus -> a, prometheus-b -> b."""
+    kind, _, replica = name.partition("-")
+    if kind not in KINDS or (replica and replica not in REPLICAS[1:]):
+        raise ValueError(f"{name!r} is no instance of {', '.join(KINDS)}")
+    return replica or SINGLE
+
+
+# The instances of an HA stack, as native/components.py's Layout(instances=...) takes them.
+INSTANCES = {kind: tuple(instance(kind, r) for r in REPLICAS) for kind in KINDS}
+# The native runner's ports of the instances the plain stack does not have (docker-compose.ha.yml
+# publishes the same on the host), and the Alertmanagers' gossip ports (127.0.0.1 only).
+DEFAULT_PORTS = {"prometheus-b": 9091, "alertmanager-b": 9095}
+DEFAULT_CLUSTER_PORTS = {"alertmanager": CLUSTER_PORT, "alertmanager-b": 9096}
 
 
 def alertmanager_cluster_args(
-    replica: str, cluster: Mapping[str, str], listen: str | None = None, peer_timeout: str | None = None
+    name: str, cluster: Mapping[str, str], listen: str | None = None, peer_timeout: str | None = None
 ) -> list[str]:
-    """Alertmanager flags that put `replica` in the cluster `cluster` (replica -> host:port its
-    peers reach it at). It listens on `listen` (default its own address) and advertises its
-    address explicitly, since Alertmanager refuses to guess one on loopback. The peer name is
-    the instance name, so the cluster's order (which one notifies first) is a, then b."""
-    own = cluster[replica]
+    """Alertmanager flags that put instance `name` in the cluster `cluster` (instance name ->
+    host:port its peers reach it at). It listens on `listen` (default: its own address, which it
+    then advertises explicitly: on loopback Alertmanager refuses to guess one). Its peer name is
+    its instance name, so the cluster's order is alertmanager, alertmanager-b."""
+    own = cluster[name]
     args = [f"--cluster.listen-address={listen or own}"]
     if listen is None:
         args.append(f"--cluster.advertise-address={own}")
-    args.append(f"--cluster.peer-name={instance('alertmanager', replica)}")
-    args += [f"--cluster.peer={address}" for name, address in cluster.items() if name != replica]
+    args.append(f"--cluster.peer-name={name}")
+    args += [f"--cluster.peer={address}" for peer, address in cluster.items() if peer != name]
     if peer_timeout is not None:
         args.append(f"--cluster.peer-timeout={peer_timeout}")
     return args
@@ -55,16 +68,3 @@ def without_cluster(argv: Sequence[str]) -> list[str]:
     """A single Alertmanager's command line without its cluster flags (it has
     --cluster.listen-address= to open no gossip port), ready for alertmanager_cluster_args()."""
     return [arg for arg in argv if not arg.startswith("--cluster.")]
-
-
-def with_flags(argv: Sequence[str], flags: Mapping[str, str]) -> list[str]:
-    """`argv` with each `--flag=value` of `flags` ({"--storage.path": "..."}) replacing the one
-    it has, or appended where it has none."""
-    out = list(argv)
-    for flag, value in flags.items():
-        where = [i for i, arg in enumerate(out) if arg.startswith(flag + "=")]
-        if where:
-            out[where[0]] = f"{flag}={value}"
-        else:
-            out.append(f"{flag}={value}")
-    return out

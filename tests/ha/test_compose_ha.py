@@ -16,11 +16,6 @@ HA_COMPOSE = REPO / "docker-compose.ha.yml"
 HA_TARGETS = REPO / "prometheus" / "targets" / "compose-ha"
 
 
-def service(component: str, replica: str) -> str:
-    """docker-compose.yml's service is replica a; the override adds the others."""
-    return component if replica == ha.SINGLE else ha.instance(component, replica)
-
-
 @pytest.fixture(scope="module")
 def services() -> dict[str, Any]:
     result = compose_config(COMPOSE_SECRETS, (COMPOSE, HA_COMPOSE))
@@ -53,11 +48,11 @@ def split_volumes(svc: dict[str, Any], data_target: str) -> tuple[set[str], list
 
 
 def test_the_replicas_run_the_same_prometheus(services: dict[str, Any], base: dict[str, Any]) -> None:
-    replicas = [services[service("prometheus", r)] for r in ha.REPLICAS]
+    replicas = [services[ha.instance("prometheus", r)] for r in ha.REPLICAS]
     data_volumes = []
     for replica, svc in zip(ha.REPLICAS, replicas, strict=True):
         for key in ("image", "command", "security_opt", "restart"):
-            assert svc[key] == base["prometheus"][key], f"{service('prometheus', replica)}.{key}"
+            assert svc[key] == base["prometheus"][key], f"{ha.instance('prometheus', replica)}.{key}"
         assert svc["environment"] == {ha.REPLICA_ENV: replica}
         config, data = split_volumes(svc, "/prometheus")
         assert config == split_volumes(replicas[0], "/prometheus")[0], "the same config files"
@@ -69,26 +64,27 @@ def test_the_replicas_run_the_same_prometheus(services: dict[str, Any], base: di
 
 def test_each_replica_scrapes_both_and_sends_to_both_alertmanagers(services: dict[str, Any]) -> None:
     for job, component, port in (("prometheus", "prometheus", 9090), ("alertmanager", "alertmanager", 9093)):
-        expected = [f"{service(component, r)}:{port}" for r in ha.REPLICAS]
+        expected = [f"{ha.instance(component, r)}:{port}" for r in ha.REPLICAS]
         assert yaml.safe_load((HA_TARGETS / f"{job}.yml").read_text()) == [{"targets": expected}]
         target = f"/etc/prometheus/targets/{job}.yml"
         for replica in ha.REPLICAS:
-            mounts = [v for v in services[service("prometheus", replica)]["volumes"] if v.split(":")[1] == target]
+            mounts = [v for v in services[ha.instance("prometheus", replica)]["volumes"] if v.split(":")[1] == target]
             assert mounts == [f"{HA_TARGETS / job}.yml:{target}:ro"]
 
 
 def test_the_alertmanagers_form_one_cluster(services: dict[str, Any], base: dict[str, Any]) -> None:
-    cluster = {r: f"{service('alertmanager', r)}:{ha.CLUSTER_PORT}" for r in ha.REPLICAS}
+    cluster = {name: f"{name}:{ha.CLUSTER_PORT}" for name in ha.INSTANCES["alertmanager"]}
     single = base["alertmanager"]
     assert "--cluster.listen-address=" in single["command"], "the plain stack opens no gossip port"
     for replica in ha.REPLICAS:
-        svc = services[service("alertmanager", replica)]
-        flags = ha.alertmanager_cluster_args(replica, cluster, listen=f"0.0.0.0:{ha.CLUSTER_PORT}")
+        svc = services[ha.instance("alertmanager", replica)]
+        name = ha.instance("alertmanager", replica)
+        flags = ha.alertmanager_cluster_args(name, cluster, listen=f"0.0.0.0:{ha.CLUSTER_PORT}")
         assert svc["command"] == ha.without_cluster(single["command"]) + flags
         for key in ("image", "working_dir", "security_opt", "restart", "depends_on"):
-            assert svc[key] == single[key], f"{service('alertmanager', replica)}.{key}"
+            assert svc[key] == single[key], f"{ha.instance('alertmanager', replica)}.{key}"
         assert split_volumes(svc, "/alertmanager")[0] == split_volumes(single, "/alertmanager")[0]
-    data = {split_volumes(services[service("alertmanager", r)], "/alertmanager")[1][0] for r in ha.REPLICAS}
+    data = {split_volumes(services[ha.instance("alertmanager", r)], "/alertmanager")[1][0] for r in ha.REPLICAS}
     assert len(data) == len(ha.REPLICAS), "each Alertmanager keeps its own silences and notification log"
 
 
@@ -98,3 +94,8 @@ def test_no_cluster_port_is_published(services: dict[str, Any]) -> None:
             host_ip, _, published = str(port).partition(":")
             assert host_ip == "127.0.0.1", f"{name} publishes {port}"
             assert not published.split("/")[0].endswith(f":{ha.CLUSTER_PORT}"), f"{name} publishes the gossip port"
+
+
+def test_the_second_instances_publish_the_native_runners_ports(services: dict[str, Any]) -> None:
+    for name, port in ha.DEFAULT_PORTS.items():
+        assert [p.split(":")[1] for p in services[name]["ports"]] == [str(port)], name
