@@ -30,13 +30,14 @@ def shared_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HATopo
 def topology(shared_topology: HATopology, request: pytest.FixtureRequest) -> Iterator[HATopology]:
     """The shared topology with every instance up and both Alertmanagers in one settled cluster;
     the logs of every process printed if the test fails."""
-    for name, proc in shared_topology.procs.items():
+    for name in shared_topology.instances:
+        proc = shared_topology.procs[name]
         if proc.alive():
             proc.kill(signal.SIGCONT)  # a test that failed while it had one frozen
         else:  # a test that failed before starting again what it killed
-            shared_topology.start_instance(name)
-    for replica in ha.REPLICAS:
-        shared_topology.wait_ready(ha.instance("alertmanager", replica))
+            shared_topology.restart_instance(name)
+    for name in ha.INSTANCES["alertmanager"]:
+        shared_topology.wait_instance(name)
     yield shared_topology
     if getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed:
         print(shared_topology.diagnostics())

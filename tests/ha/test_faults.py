@@ -24,8 +24,8 @@ from tests.support.procs import wait_until
 pytestmark = pytest.mark.slow
 
 A, B = ha.REPLICAS
-AM_A, AM_B = (ha.instance("alertmanager", r) for r in ha.REPLICAS)
-PROM_A = ha.instance("prometheus", A)
+AM_A, AM_B = ha.INSTANCES["alertmanager"]
+PROM_A = ha.INSTANCES["prometheus"][0]
 
 
 def seconds(duration: str) -> float:
@@ -35,7 +35,7 @@ def seconds(duration: str) -> float:
 def quiet_period(topo: HATopology) -> float:
     """After a first notification, the time in which a duplicate would have been sent: the
     second Alertmanager's wait (the peer timeout) plus a group interval, and a second of slack."""
-    return seconds(topo.peer_timeout) + seconds(topo.stack.timings["group_interval"]) + 1
+    return seconds(topo.peer_timeout) + seconds(topo.timings["group_interval"]) + 1
 
 
 def wait_pending(topo: HATopology, queue: str) -> None:
@@ -103,7 +103,7 @@ def test_alertmanager_killed_while_pending_one_firing(topology: HATopology, repo
     assert len(firing) == 1
     assert firing[0]["sender"] == AM_B
 
-    topology.start_instance(AM_A)  # same storage folder: it rejoins and syncs the notification log
+    topology.restart_instance(AM_A)  # same storage folder: it rejoins and syncs the notification log
     report.injected(f"{AM_A} started again on its data folder")
     resolved = resolve(topology, queue, report)
     assert len(resolved) >= 1, "the resolution is not lost"
@@ -124,7 +124,7 @@ def test_prometheus_killed_while_pending_one_firing(topology: HATopology, report
     report.observed(f"{queue}: {len(firing)} firing notification(s), from {senders(firing)}")
     assert len(firing) == 1
 
-    topology.start_instance(PROM_A)  # same TSDB folder
+    topology.restart_instance(PROM_A)  # same TSDB folder
     wait_until(lambda: topology.alert_states(A, queue) == {"firing"}, 30, f"{PROM_A} firing again")
     report.injected(f"{PROM_A} started again on its TSDB folder; its alert of {queue} pending, then firing again")
     time.sleep(quiet_period(topology))
@@ -159,7 +159,7 @@ def test_silence_shared_and_kept_across_a_restart(topology: HATopology, report: 
     killed = topology.signal(AM_A, signal.SIGKILL)
     snapshot = topology.tmp / AM_A / "data" / "silences"
     on_disk = snapshot.exists() and silence_id.encode() in snapshot.read_bytes()
-    topology.start_instance(AM_A)
+    topology.restart_instance(AM_A)
     report.injected(
         f"{AM_A} SIGKILLed {killed - made:.1f}s after the silence was made (in its snapshot on disk: {on_disk}), "
         "started again on its data folder"

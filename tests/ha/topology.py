@@ -1,10 +1,8 @@
-"""The highly available alerting topology for tests: two Prometheus replicas and two clustered
-Alertmanagers (native/ha.py) on top of the test stack's Redis, exporter and receiver.
-
-Every instance is derived from the test stack (tests/support/stack.py): the replicas run the one
-prometheus.yml it writes from the repository's (short intervals, rules of the test's `for:`),
-the Alertmanagers the one alertmanager.yml (short group timings), with the command lines it
-prepared; only their addresses, storage folders, replica label and cluster flags differ."""
+"""The highly available alerting topology for tests: the test stack (tests/support/stack.py) with
+the component table's HA instances (native/ha.py): prometheus and prometheus-b, alertmanager and
+alertmanager-b in one cluster, each a row of native/components.py run on free ports of 127.0.0.1
+with the stack's short timings. No worker (the backlogs are in queues nobody consumes) and no
+Flower: only what alerting needs runs."""
 
 from __future__ import annotations
 
@@ -15,29 +13,31 @@ from typing import Any
 
 import requests
 
-from native import ha
-from tests.support.procs import Proc, free_port, wait_until
+from native import ha, health
+from tests.support.procs import wait_until
 from tests.support.stack import LocalStack
 
 BACKLOG = "CeleryQueueBacklog"
+NOT_STARTED = ("worker", "flower")
 
 
-class HATopology:
-    """redis, exporter and receiver of a LocalStack; prometheus-a/b and alertmanager-a/b."""
-
+class HATopology(LocalStack):
     def __init__(self, tmp: Path, peer_timeout: str = "1s", alert_for: str = "5s") -> None:
-        self.tmp = tmp
-        self.peer_timeout = peer_timeout
-        self.stack = LocalStack(tmp, alert_for=alert_for)
-        self.ports = {ha.instance(c, r): free_port() for c in ("prometheus", "alertmanager") for r in ha.REPLICAS}
-        self.cluster = {r: f"127.0.0.1:{free_port()}" for r in ha.REPLICAS}
-        self.argv: dict[str, list[str]] = {}
-        self.cwd: dict[str, Path | None] = {}
-        self.procs: dict[str, Proc] = {}
+        super().__init__(tmp, alert_for=alert_for, ha_alerting=True, peer_timeout=peer_timeout)
 
-    # -- addresses ---------------------------------------------------------------------------
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
+    def start(self, defer: tuple[str, ...] = NOT_STARTED) -> HATopology:
+        super().start(defer=defer)
+        try:
+            for name in self.instances:
+                self.wait_instance(name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def instances(self) -> list[str]:
+        return [name for kind in ha.KINDS for name in ha.INSTANCES[kind]]
 
     def prom(self, replica: str) -> str:
         return self.url(ha.instance("prometheus", replica))
@@ -46,64 +46,6 @@ class HATopology:
         return self.url(ha.instance("alertmanager", replica))
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> HATopology:
-        # The single Prometheus and Alertmanager are prepared (their config files and command
-        # lines), never started; no worker (the backlogs are in queues nobody consumes), no Flower.
-        self.stack.start(defer=("worker", "flower", "prometheus", "alertmanager"))
-        try:
-            self._derive()
-            for name in self.argv:
-                self.start_instance(name, wait=False)
-            for name in self.argv:
-                self.wait_ready(name)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _derive(self) -> None:
-        specs = self.stack._specs  # the command lines the test stack prepared
-        targets = self.tmp / "prometheus" / "targets"
-        (targets / "prometheus.yml").write_text(ha.targets_file(self._addresses("prometheus")))
-        (targets / "alertmanager.yml").write_text(ha.targets_file(self._addresses("alertmanager")))
-        (targets / "flower.yml").write_text("[]\n")  # no Flower in this topology
-        prom_argv, _ = specs["prometheus"]
-        am_argv, am_dir = specs["alertmanager"]
-        for replica in ha.REPLICAS:
-            name = ha.instance("prometheus", replica)
-            self.argv[name] = ha.with_flags(
-                prom_argv,
-                {
-                    "--storage.tsdb.path": str(self.tmp / name / "data"),
-                    "--web.listen-address": f"127.0.0.1:{self.ports[name]}",
-                },
-            )
-            self.cwd[name] = None
-        for replica in ha.REPLICAS:
-            name = ha.instance("alertmanager", replica)
-            argv = ha.with_flags(
-                ha.without_cluster(am_argv),
-                {
-                    "--storage.path": str(self.tmp / name / "data"),
-                    "--web.listen-address": f"127.0.0.1:{self.ports[name]}",
-                },
-            )
-            self.argv[name] = argv + ha.alertmanager_cluster_args(replica, self.cluster, peer_timeout=self.peer_timeout)
-            self.cwd[name] = am_dir
-
-    def _addresses(self, component: str) -> list[str]:
-        return [f"127.0.0.1:{self.ports[ha.instance(component, r)]}" for r in ha.REPLICAS]
-
-    def start_instance(self, name: str, wait: bool = True) -> Proc:
-        old = self.procs.get(name)
-        if old is not None:
-            old.stop()
-        env = {**self.stack.env, ha.REPLICA_ENV: name.rsplit("-", 1)[1]}
-        proc = self.procs[name] = Proc(name, self.argv[name], self.stack.logs, env=env, cwd=self.cwd[name])
-        if wait:
-            self.wait_ready(name)
-        return proc
-
     def signal(self, name: str, sig: int) -> float:
         """Send `sig` to one instance's process; returns the time.time() it was sent."""
         self.procs[name].kill(sig)
@@ -111,61 +53,47 @@ class HATopology:
             self.procs[name].popen.wait(timeout=10)
         return time.time()
 
-    def wait_ready(self, name: str, timeout: float = 40) -> None:
-        if name.startswith("prometheus"):
-            url = self.url(name)
-            wait_until(lambda: requests.get(url + "/-/ready", timeout=1).ok, timeout, f"{name} ready")
-            wait_until(lambda: self.alertmanagers_of(url) == len(ha.REPLICAS), timeout, f"{name} sends to both")
-            wait_until(lambda: self._query(url, 'up{job="celery-queue-exporter"} == 1'), timeout, f"{name} scraping")
-        else:
-            wait_until(lambda: self.cluster_ready(name), timeout, f"{name} in a settled cluster of two")
+    def restart_instance(self, name: str) -> None:
+        """Start an instance again, with its row's command line, on its data folder."""
+        self.start_component(name, wait=False)
+        self.wait_instance(name)
 
-    def cluster_ready(self, name: str) -> bool:
-        """The instance answers, sees every peer, and its gossip has settled (before that it
-        holds its notifications back)."""
-        status = requests.get(self.url(name) + "/api/v2/status", timeout=1).json()["cluster"]
-        return status["status"] == "ready" and len(status.get("peers") or []) == len(ha.REPLICAS)
-
-    def healthy(self) -> bool:
-        return all(p.alive() for p in self.procs.values()) and all(
-            self.cluster_ready(ha.instance("alertmanager", r)) for r in ha.REPLICAS
-        )
+    def wait_instance(self, name: str, timeout: float = 40) -> None:
+        """An Alertmanager: in a settled cluster of all (table probe healthy). A Prometheus:
+        ready, sending to every Alertmanager and scraping the exporter."""
+        if name in ha.INSTANCES["alertmanager"]:
+            self.wait_ready(name, timeout, healthy=True)
+            return
+        self.wait_ready(name, timeout)
+        url = self.url(name)
+        wait_until(lambda: self.alertmanagers_of(url) == len(ha.REPLICAS), timeout, f"{name} sends to both")
+        wait_until(lambda: self._query(url, 'up{job="celery-queue-exporter"} == 1'), timeout, f"{name} scraping")
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.alive():
-                proc.kill(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
-            proc.stop()
-        self.stack.stop()
-
-    def diagnostics(self) -> str:
-        own = "\n".join(f"--- {n} (alive={p.alive()}) ---\n{p.log()[-3000:]}" for n, p in self.procs.items())
-        return self.stack.diagnostics() + "\n" + own
+            proc.kill(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
+        super().stop()
 
     # -- load --------------------------------------------------------------------------------
     def backlog(self, queue: str) -> None:
         """Just over CeleryQueueBacklog's threshold of waiting tasks, in a queue nobody consumes."""
-        self.stack.publish("--queue", queue, "--count", "1001")
+        self.publish("--queue", queue, "--count", "1001")
 
     def drain(self, queue: str) -> None:
-        self.stack.redis.client().delete(queue)
+        self.redis.client().delete(queue)
 
     # -- observations ------------------------------------------------------------------------
     def notifications(self, queue: str, status: str = "firing", alertname: str = BACKLOG) -> list[dict[str, Any]]:
         """What the receiver got for `alertname` on `queue` with `status`, one entry per alert,
         each with `sender`: the Alertmanager that sent it (from the payload's externalURL)."""
-        senders = {f":{port}/": name for name, port in self.ports.items() if name.startswith("alertmanager")}
+        senders = {f":{self.ports[name]}/": name for name in ha.INSTANCES["alertmanager"]}
         out = []
-        for record in self.stack.receiver_records():
+        for record in self.receiver_records():
             url = record["payload"].get("externalURL", "").rstrip("/") + "/"
             sender = next((name for tail, name in senders.items() if url.endswith(tail)), url)
             for alert in record["payload"]["alerts"]:
                 labels = alert["labels"]
-                if (
-                    labels.get("alertname") == alertname
-                    and labels.get("queue_name") == queue
-                    and alert["status"] == status
-                ):
+                if (labels.get("alertname"), labels.get("queue_name"), alert["status"]) == (alertname, queue, status):
                     out.append({**alert, "sender": sender, "received_unix": record.get("received_unix")})
         return out
 
@@ -186,17 +114,12 @@ class HATopology:
 
     def silences(self, replica: str) -> dict[str, str]:
         """Silence id -> state, as Alertmanager `replica` has them."""
-        return {
-            s["id"]: s["status"]["state"] for s in requests.get(self.am(replica) + "/api/v2/silences", timeout=5).json()
-        }
+        silences = requests.get(self.am(replica) + "/api/v2/silences", timeout=5).json()
+        return {s["id"]: s["status"]["state"] for s in silences}
 
-    def am_counter(self, replica: str, name: str) -> float:
-        text = requests.get(self.am(replica) + "/metrics", timeout=5).text
-        return sum(
-            float(line.split()[-1])
-            for line in text.splitlines()
-            if line.startswith(name + "{") or line.startswith(name + " ")
-        )
+    def cluster_ready(self, name: str) -> bool:
+        probe = self.table[name].probe
+        return probe is not None and health.run(probe).healthy
 
     @staticmethod
     def alertmanagers_of(prometheus_url: str) -> int:
