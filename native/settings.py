@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from native.components import DEFAULT_PORTS, HOST, REPO, TOOLS_BIN, VENV_BIN
 from native.ha import DEFAULT_CLUSTER_PORTS
 from native.ha import DEFAULT_PORTS as HA_PORTS
+from prometheus.file_sd import DEFAULT_BROKER, BrokerNameError, check_broker_name
 
 __all__ = ["HOST", "REPO", "TOOLS_BIN", "VENV_BIN", "Settings", "flower_basic_auth", "load"]
 
@@ -41,6 +42,7 @@ class Settings:
     alertmanager_b_port: int = HA_PORTS["alertmanager-b"]
     alertmanager_cluster_port: int = DEFAULT_CLUSTER_PORTS["alertmanager"]
     alertmanager_b_cluster_port: int = DEFAULT_CLUSTER_PORTS["alertmanager-b"]
+    broker_name: str = DEFAULT_BROKER  # the `broker` label of the exporter's and Flower's targets
 
     @property
     def redis_port(self) -> int:
@@ -95,6 +97,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
         raise SystemExit(f"CELERY_BROKER_URL must be a redis:// URL, got scheme {urlsplit(broker).scheme!r}")
     if env.get("HA", "") not in ("", "0", "1"):
         raise SystemExit(f"HA={env['HA']!r}: HA=1 runs highly available alerting, HA=0 or unset the plain stack")
+    try:
+        broker_name = check_broker_name(env.get("BROKER_NAME", DEFAULT_BROKER))
+    except BrokerNameError as e:
+        raise SystemExit(f"BROKER_NAME: {e}") from None
     return Settings(
         run_dir=Path(env.get("STACK_RUN_DIR", REPO / "run")).resolve(),
         broker_url=broker,
@@ -109,6 +115,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         alertmanager_b_port=_port(env, "ALERTMANAGER_B_PORT", HA_PORTS["alertmanager-b"]),
         alertmanager_cluster_port=_port(env, "ALERTMANAGER_CLUSTER_PORT", DEFAULT_CLUSTER_PORTS["alertmanager"]),
         alertmanager_b_cluster_port=_port(env, "ALERTMANAGER_B_CLUSTER_PORT", DEFAULT_CLUSTER_PORTS["alertmanager-b"]),
+        broker_name=broker_name,
     )
 
 

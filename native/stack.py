@@ -53,6 +53,7 @@ def layout(s: Settings) -> Layout:
     return Layout(
         run_dir=s.run_dir,
         broker_url=s.broker_url,
+        broker_name=s.broker_name,
         flower_basic_auth=flower_basic_auth(s.run_dir),
         ports=s.ports,
         venv_bin=VENV_BIN,
@@ -177,7 +178,7 @@ def up() -> int:
         return 2
     print(
         f"Starting the stack ({'starting a Redis' if start_redis else 'reusing the Redis'} at "
-        f"{s.broker_url_display}, alert profile {s.alert_profile}, "
+        f"{s.broker_url_display} as broker {s.broker_name}, alert profile {s.alert_profile}, "
         f"{'highly available alerting (2 Prometheus replicas, 2 Alertmanagers), ' if s.ha else ''}alert channels: "
         f"{'; '.join(configured) or 'local receiver only'}) ..."
     )

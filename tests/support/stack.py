@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from native import components, ha, health
 from native.components import Component, Layout
-from prometheus import generate
+from prometheus import file_sd, generate
 from tests.support.procs import REPO, Proc, RedisServer, free_port, wait_until
 
 FLOWER_AUTH = "tester:e2e-secret-flower"
@@ -61,6 +61,8 @@ class LocalStack:
         args: dict[str, list[str]] | None = None,
         ha_alerting: bool = False,
         peer_timeout: str | None = None,
+        broker_name: str = file_sd.DEFAULT_BROKER,
+        more_brokers: Sequence[str] = (),
     ) -> None:
         """`redis`: a server to start instead of the table's (e.g. one with passwords);
         `broker_url`: the URL workers, beat and Flower use (default: the server's), the result
@@ -69,8 +71,12 @@ class LocalStack:
         command-line arguments per component name (an `--x=y` replaces the table's `--x`);
         `alerting`: the alert rules' source (default prometheus/alerting.yml), rendered with
         every `for:` set to `alert_for`. Alertmanager's group_wait / group_interval are
-        `self.timings`, changeable before start(). `ha_alerting`: two Prometheus replicas and two
-        clustered Alertmanagers (native/ha.py), with `peer_timeout` their --cluster.peer-timeout."""
+        `self.timings`, changeable before start(). `broker_name`: the `broker` label of the
+        exporter's and Flower's targets; `more_brokers`: names of further brokers, each a
+        redis-server of its own read by an exporter of its own (`exporter-<name>`, its target
+        labelled with that name), with no worker or Flower. `ha_alerting`: two Prometheus
+        replicas and two clustered Alertmanagers (native/ha.py), with `peer_timeout` their
+        --cluster.peer-timeout."""
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.alert_for = alert_for
@@ -84,6 +90,11 @@ class LocalStack:
         self.cluster_ports = {n: free_port() for n in ha.INSTANCES["alertmanager"]} if ha_alerting else {}
         self.peer_timeout = peer_timeout
         self.redis = redis or StackRedis(tmp)
+        self.broker_name = broker_name
+        # broker name -> its redis-server; the first is `self.redis`, the workers' and Flower's
+        self.brokers: dict[str, RedisServer] = {broker_name: self.redis}
+        for name in more_brokers:
+            self.brokers[name] = RedisServer(self.logs)
         self._broker_url = broker_url
         self._exporter_broker_url = exporter_broker_url
         self.args = args or {}
@@ -93,6 +104,8 @@ class LocalStack:
         self.extra_env = extra_env or {}
         # prometheus/alerting.yml unless a test brings its own; every `for:` becomes alert_for
         self.alerting = alerting or generate.load()
+        for name in more_brokers:  # the port of each further broker's exporter
+            self.ports[self.exporter_of(name)] = free_port()
 
     @property
     def layout(self) -> Layout:
@@ -101,6 +114,8 @@ class LocalStack:
             run_dir=self.tmp,
             broker_url=self.broker_url,
             exporter_broker_url=self._exporter_broker_url,
+            broker_name=self.broker_name,
+            more_brokers={name: server.url for name, server in self.brokers.items() if server is not self.redis},
             flower_basic_auth=FLOWER_AUTH,
             ports=self.ports,
             worker_name="e2e-worker@%h",
@@ -122,6 +137,10 @@ class LocalStack:
     # -- addresses --------------------------------------------------------------------------
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def exporter_of(self, broker: str) -> str:
+        """The component name of the exporter reading `broker`."""
+        return self.layout.exporter_of(broker)
 
     @property
     def broker_url(self) -> str:
@@ -241,6 +260,9 @@ class LocalStack:
         self.table = components.table(self.layout)
         for c in self.table.values():
             (self.tmp / c.name).mkdir(parents=True, exist_ok=True)
+        for server in self.brokers.values():
+            if server is not self.redis:
+                server.start()
         self._alertmanager_dir()
         self._prometheus_config()
         for name in self.table:
@@ -257,7 +279,8 @@ class LocalStack:
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):
             proc.stop()
-        self.redis.stop()
+        for server in self.brokers.values():
+            server.stop()
 
     def diagnostics(self) -> str:
         return "\n".join(f"--- {name} (alive={p.alive()}) ---\n{p.log()[-3000:]}" for name, p in self.procs.items())
@@ -275,28 +298,34 @@ class LocalStack:
             self.stop()
 
     # -- load ------------------------------------------------------------------------------
-    def run(self, argv: list[str], timeout: float = 120) -> str:
-        """Run a command of the workers app (e.g. the load command) against this stack's broker."""
-        result = subprocess.run(argv, cwd=REPO, env={**os.environ, **self.env}, capture_output=True, text=True,
-                                timeout=timeout)  # fmt: skip
+    def run(self, argv: list[str], timeout: float = 120, broker: str | None = None) -> str:
+        """Run a command of the workers app (e.g. the load command) against this stack's broker, or
+        against `broker` (one of `more_brokers`)."""
+        env = {**os.environ, **self.env}
+        if broker is not None and broker != self.broker_name:
+            url = self.brokers[broker].url
+            env.update(CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url.rsplit("/", 1)[0] + "/1")
+        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, f"{argv} failed: {result.stderr}"
         return result.stdout
 
-    def publish(self, *load_args: str) -> str:
-        """`python -m workers.load ARGS`, e.g. publish("--queue", "q", "--count", "1001")."""
-        return self.run([sys.executable, "-m", "workers.load", *load_args])
+    def publish(self, *load_args: str, broker: str | None = None) -> str:
+        """`python -m workers.load ARGS`, e.g. publish("--queue", "q", "--count", "1001"), to this
+        stack's broker or to `broker`."""
+        return self.run([sys.executable, "-m", "workers.load", *load_args], broker=broker)
 
     # -- observations ----------------------------------------------------------------------
     @property
     def receiver_file(self) -> Path:
         return self.tmp / "receiver" / "alerts.jsonl"
 
-    def exporter_metrics(self) -> str:
-        return requests.get(self.url("exporter") + "/metrics", timeout=5).text
+    def exporter_metrics(self, broker: str | None = None) -> str:
+        """The /metrics of the exporter reading `broker` (default: the first broker's)."""
+        return requests.get(self.url(self.exporter_of(broker or self.broker_name)) + "/metrics", timeout=5).text
 
-    def exporter_value(self, name: str, **labels: str) -> float | None:
-        """One sample of the exporter's /metrics, parsed, or None when it is absent."""
-        for family in text_string_to_metric_families(self.exporter_metrics()):
+    def exporter_value(self, name: str, broker: str | None = None, **labels: str) -> float | None:
+        """One sample of the /metrics of `broker`'s exporter, parsed, or None when it is absent."""
+        for family in text_string_to_metric_families(self.exporter_metrics(broker)):
             for sample in family.samples:
                 if sample.name == name and sample.labels == labels:
                     return sample.value
