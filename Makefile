@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make up      install what is missing, start the stack, print where everything is"
+	@echo "HA=1 make up the same with two Prometheus replicas and two clustered Alertmanagers"
 	@echo "make status  the same table, for a running stack"
 	@echo "make demo    publish 1500 tasks nobody consumes and follow the alert to the receiver"
 	@echo "make down    stop everything the native stack started"

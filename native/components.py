@@ -12,6 +12,8 @@ the knobs the tests turn (a shorter exporter interval, a worker name, extra flag
 - Another instance of a component (two Prometheus servers): `Layout(instances={"prometheus":
   ("prometheus", "prometheus-b")}, ports={..., "prometheus-b": 9190})`. Each instance gets its
   own name (supervisord program, log file, folder `run_dir/<name>`), port and extra args.
+  Highly available alerting (native/ha.py) is that: `instances=ha.INSTANCES`, the Alertmanagers'
+  gossip ports in `alertmanager_cluster`; a Prometheus instance's replica label is its name's.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from native import health
+from native import ha, health
 from prometheus import file_sd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +87,9 @@ class Layout:
     beat: bool = True
     exporter_consumers_interval: float | None = None  # None: the exporter's default
     alertmanager_maintenance_interval: str = "15s"
+    # Alertmanager instance name -> its gossip port on 127.0.0.1; empty: no cluster, no gossip port
+    alertmanager_cluster: Mapping[str, int] = field(default_factory=dict)
+    alertmanager_peer_timeout: str | None = None  # None: Alertmanager's default (15 s)
     extra_args: Mapping[str, Sequence[str]] = field(default_factory=dict)  # by instance name
     extra_env: Mapping[str, str] = field(default_factory=dict)  # for every component
 
@@ -241,6 +246,11 @@ def alertmanager(lay: Layout, name: str) -> Component:
         health.http_ok(lay.url(name) + "/-/ready"),
         {"--config.file", "--storage.path", "--web.listen-address"},
     )
+    if lay.alertmanager_cluster:  # one of an HA pair: the same command plus the cluster's flags
+        cluster = {n: f"{HOST}:{p}" for n, p in lay.alertmanager_cluster.items()}
+        args = ha.alertmanager_cluster_args(name, cluster, peer_timeout=lay.alertmanager_peer_timeout)
+        argv = (*ha.without_cluster(argv), *args)
+        probe = health.alertmanager_cluster(lay.url(name), len(cluster))
     folder = lay.run_dir / name
     return _server(
         lay, name, "alertmanager", argv, folder, probe, job="alertmanager", deployment_flags=frozenset(flags)
@@ -259,7 +269,10 @@ def prometheus(lay: Layout, name: str) -> Component:
         f"--web.listen-address={HOST}:{port}",
     )
     probe, flags = health.prometheus(lay.url(name)), {"--config.file", "--storage.tsdb.path", "--web.listen-address"}
-    return _server(lay, name, "prometheus", argv, folder, probe, job="prometheus", deployment_flags=frozenset(flags))
+    env = _env(lay, **{ha.REPLICA_ENV: ha.replica_of(name)})  # its `replica` label (prometheus.yml)
+    return _server(
+        lay, name, "prometheus", argv, folder, probe, env=env, job="prometheus", deployment_flags=frozenset(flags)
+    )
 
 
 BUILDERS = {

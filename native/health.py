@@ -113,6 +113,22 @@ def prometheus(url: str) -> Probe:
     return check
 
 
+def alertmanager_cluster(url: str, size: int) -> Probe:
+    """Ready on /-/ready; healthy when it sees all `size` members of its cluster and its gossip
+    has settled (until then it holds its notifications back)."""
+
+    def check() -> Status:
+        if _get(url + "/-/ready").status_code != 200:
+            return NOT_READY
+        cluster = _get(url + "/api/v2/status").json()["cluster"]
+        peers = len(cluster.get("peers") or [])
+        state = f"cluster {cluster['status']}, {peers}/{size} peers"
+        healthy = cluster["status"] == "ready" and peers == size
+        return Status(True, healthy, f"healthy, {state}" if healthy else state)
+
+    return check
+
+
 def run(probe: Probe) -> Status:
     """The probe's answer; any trouble reaching the component means "not ready", with its reason."""
     try:

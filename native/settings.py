@@ -10,6 +10,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from native.components import DEFAULT_PORTS, HOST, REPO, TOOLS_BIN, VENV_BIN
+from native.ha import DEFAULT_CLUSTER_PORTS
+from native.ha import DEFAULT_PORTS as HA_PORTS
 from prometheus.file_sd import DEFAULT_BROKER, BrokerNameError, check_broker_name
 
 __all__ = ["HOST", "REPO", "TOOLS_BIN", "VENV_BIN", "Settings", "flower_basic_auth", "load"]
@@ -34,6 +36,12 @@ class Settings:
     alertmanager_port: int
     receiver_port: int
     alert_profile: str
+    # HA=1: highly available alerting (native/ha.py), with the ports of its second instances
+    ha: bool = False
+    prometheus_b_port: int = HA_PORTS["prometheus-b"]
+    alertmanager_b_port: int = HA_PORTS["alertmanager-b"]
+    alertmanager_cluster_port: int = DEFAULT_CLUSTER_PORTS["alertmanager"]
+    alertmanager_b_cluster_port: int = DEFAULT_CLUSTER_PORTS["alertmanager-b"]
     broker_name: str = DEFAULT_BROKER  # the `broker` label of the exporter's and Flower's targets
 
     @property
@@ -56,7 +64,7 @@ class Settings:
     @property
     def ports(self) -> dict[str, int]:
         """Port by component name, as native/components.py's Layout takes them."""
-        return {
+        ports = {
             "redis": self.redis_port,
             "flower": self.flower_port,
             "exporter": self.exporter_port,
@@ -64,6 +72,16 @@ class Settings:
             "alertmanager": self.alertmanager_port,
             "receiver": self.receiver_port,
         }
+        if self.ha:
+            ports.update({"prometheus-b": self.prometheus_b_port, "alertmanager-b": self.alertmanager_b_port})
+        return ports
+
+    @property
+    def cluster_ports(self) -> dict[str, int]:
+        """The Alertmanagers' gossip ports (127.0.0.1) by instance name; none without HA."""
+        if not self.ha:
+            return {}
+        return {"alertmanager": self.alertmanager_cluster_port, "alertmanager-b": self.alertmanager_b_cluster_port}
 
     def url(self, component: str) -> str:
         return f"http://{HOST}:{self.ports[component]}"
@@ -77,6 +95,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
     broker = env.get("CELERY_BROKER_URL", f"redis://{HOST}:{DEFAULT_PORTS['redis']}/0")
     if urlsplit(broker).scheme not in ("redis", "rediss"):
         raise SystemExit(f"CELERY_BROKER_URL must be a redis:// URL, got scheme {urlsplit(broker).scheme!r}")
+    if env.get("HA", "") not in ("", "0", "1"):
+        raise SystemExit(f"HA={env['HA']!r}: HA=1 runs highly available alerting, HA=0 or unset the plain stack")
     try:
         broker_name = check_broker_name(env.get("BROKER_NAME", DEFAULT_BROKER))
     except BrokerNameError as e:
@@ -90,6 +110,11 @@ def load(env: dict[str, str] | None = None) -> Settings:
         alertmanager_port=_port(env, "ALERTMANAGER_PORT", DEFAULT_PORTS["alertmanager"]),
         receiver_port=_port(env, "RECEIVER_PORT", DEFAULT_PORTS["receiver"]),
         alert_profile=profile,
+        ha=env.get("HA") == "1",
+        prometheus_b_port=_port(env, "PROMETHEUS_B_PORT", HA_PORTS["prometheus-b"]),
+        alertmanager_b_port=_port(env, "ALERTMANAGER_B_PORT", HA_PORTS["alertmanager-b"]),
+        alertmanager_cluster_port=_port(env, "ALERTMANAGER_CLUSTER_PORT", DEFAULT_CLUSTER_PORTS["alertmanager"]),
+        alertmanager_b_cluster_port=_port(env, "ALERTMANAGER_B_CLUSTER_PORT", DEFAULT_CLUSTER_PORTS["alertmanager-b"]),
         broker_name=broker_name,
     )
 

@@ -17,7 +17,7 @@ import redis
 import yaml
 
 from alertmanager import channels
-from native import components, health, supervisord
+from native import components, ha, health, supervisord
 from native.components import Component, Layout
 from native.settings import HOST, REPO, TOOLS_BIN, VENV_BIN, Settings, flower_basic_auth, load
 from native.supervisor_client import Supervisor
@@ -58,6 +58,8 @@ def layout(s: Settings) -> Layout:
         ports=s.ports,
         venv_bin=VENV_BIN,
         tools_bin=TOOLS_BIN,
+        instances=ha.INSTANCES if s.ha else {},
+        alertmanager_cluster=s.cluster_ports,
     )
 
 
@@ -163,7 +165,9 @@ def up() -> int:
     comps = table(s)
     if not start_redis:
         del comps["redis"]
-    taken = [f"{c.name}={c.port}" for c in comps.values() if c.port is not None and port_taken(c.port)]
+    ports = {c.name: c.port for c in comps.values() if c.port is not None}
+    ports.update({f"{name} (gossip)": port for name, port in s.cluster_ports.items()})
+    taken = [f"{name}={port}" for name, port in ports.items() if port_taken(port)]
     if taken:
         print(f"ports already in use: {', '.join(taken)}; set other ports in the environment", file=sys.stderr)
         return 1
@@ -174,7 +178,8 @@ def up() -> int:
         return 2
     print(
         f"Starting the stack ({'starting a Redis' if start_redis else 'reusing the Redis'} at "
-        f"{s.broker_url_display} as broker {s.broker_name}, alert profile {s.alert_profile}, alert channels: "
+        f"{s.broker_url_display} as broker {s.broker_name}, alert profile {s.alert_profile}, "
+        f"{'highly available alerting (2 Prometheus replicas, 2 Alertmanagers), ' if s.ha else ''}alert channels: "
         f"{'; '.join(configured) or 'local receiver only'}) ..."
     )
     try:

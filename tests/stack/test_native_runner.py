@@ -5,49 +5,14 @@ everything, and its own run folder: the machine's shared services are never touc
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from native.components import KINDS
-from native.supervisor_client import Supervisor
-from tests.support.procs import REPO, free_port
+from tests.support.native import alive, make, private_env, processes_with, states, supervised_pids
 
 pytestmark = pytest.mark.slow
-
-
-def make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-s", target], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def processes_with(marker: str) -> list[int]:
-    """Pids of processes whose environment carries `marker`: everything the stack started."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            carries = marker.encode() in (proc / "environ").read_bytes()
-            if carries and (proc / "stat").read_text().split()[2] != "Z":
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
-def states(stdout: str) -> dict[str, str]:
-    """The state column of the table `make up` and `make status` print, by component."""
-    lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("component"))
-    state_at, url_at = lines[start].index("state"), lines[start].index("url")
-    out = {}
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            break
-        out[line[:state_at].strip()] = line[state_at:url_at].strip()
-    return out
 
 
 def expected_state(component: str, state: str) -> bool:
@@ -76,17 +41,7 @@ def test_the_state_check_refuses_what_is_not_healthy() -> None:
 
 def test_up_status_demo_down(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    env = {
-        **os.environ,
-        "STACK_RUN_DIR": str(run_dir),
-        "ALERT_PROFILE": "demo",
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
-        **{
-            name: str(free_port())
-            for name in ("FLOWER_PORT", "EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "RECEIVER_PORT")
-        },
-    }
-    env.pop("FLOWER_BASIC_AUTH", None)
+    env = private_env(run_dir, ALERT_PROFILE="demo")
     marker = f"STACK_RUN_DIR={run_dir}"
     try:
         up = make("up", env, timeout=300)
@@ -112,11 +67,8 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
             assert step in timeline, timeline
         assert "CeleryQueueBacklog" in (run_dir / "logs" / "receiver.log").read_text()
     finally:
-        sup = Supervisor(run_dir / "supervisor.sock")
-        pids = [p["pid"] for p in sup.processes().values() if p["pid"]] if sup.running() else []
+        pids = supervised_pids(run_dir)
         down = make("down", env, timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert pids and not [
-        p for p in pids if Path(f"/proc/{p}").exists() and (Path(f"/proc/{p}/stat").read_text().split()[2] != "Z")
-    ]
+    assert pids and not alive(pids)
     assert processes_with(marker) == [], "make down left processes behind"

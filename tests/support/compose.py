@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
+from pathlib import Path
 
 from tests.support.procs import REPO
 
@@ -17,11 +19,14 @@ COMPOSE_SECRETS = {
 }
 
 
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`docker-compose config` with `env` as the only compose secrets set."""
+def compose_config(
+    env: dict[str, str], files: Sequence[Path] = (COMPOSE,), quiet: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` of `files` (an override after the base) with `env` as the only
+    compose secrets set; `quiet`: `config -q`, validation only."""
     clean = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
     return subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "config"],
+        ["docker-compose", *(arg for f in files for arg in ("-f", str(f))), "config", *(["-q"] if quiet else [])],
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,7 +18,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from native import components, health
+from native import components, ha, health
 from native.components import Component, Layout
 from prometheus import file_sd, generate
 from tests.support.procs import REPO, Proc, RedisServer, free_port, wait_until
@@ -59,6 +59,8 @@ class LocalStack:
         broker_url: str | None = None,
         exporter_broker_url: str | None = None,
         args: dict[str, list[str]] | None = None,
+        ha_alerting: bool = False,
+        peer_timeout: str | None = None,
         broker_name: str = file_sd.DEFAULT_BROKER,
         more_brokers: Sequence[str] = (),
     ) -> None:
@@ -72,7 +74,9 @@ class LocalStack:
         `self.timings`, changeable before start(). `broker_name`: the `broker` label of the
         exporter's and Flower's targets; `more_brokers`: names of further brokers, each a
         redis-server of its own read by an exporter of its own (`exporter-<name>`, its target
-        labelled with that name), with no worker or Flower."""
+        labelled with that name), with no worker or Flower. `ha_alerting`: two Prometheus
+        replicas and two clustered Alertmanagers (native/ha.py), with `peer_timeout` their
+        --cluster.peer-timeout."""
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.alert_for = alert_for
@@ -80,7 +84,11 @@ class LocalStack:
         self.beat = beat
         self.worker_queues = worker_queues
         self.timings = {"group_wait": "1s", "group_interval": "2s"}  # Alertmanager's, for every route
-        self.ports = {name: free_port() for name in HTTP_KINDS}
+        self.ha_alerting = ha_alerting
+        instances = [n for names in ha.INSTANCES.values() for n in names] if ha_alerting else []
+        self.ports = {name: free_port() for name in dict.fromkeys([*HTTP_KINDS, *instances])}
+        self.cluster_ports = {n: free_port() for n in ha.INSTANCES["alertmanager"]} if ha_alerting else {}
+        self.peer_timeout = peer_timeout
         self.redis = redis or StackRedis(tmp)
         self.broker_name = broker_name
         # broker name -> its redis-server; the first is `self.redis`, the workers' and Flower's
@@ -121,6 +129,9 @@ class LocalStack:
             exporter_consumers_interval=1,
             extra_args=self.args,
             extra_env=self.extra_env,
+            instances=ha.INSTANCES if self.ha_alerting else {},
+            alertmanager_cluster=self.cluster_ports,
+            alertmanager_peer_timeout=self.peer_timeout,
         )
 
     # -- addresses --------------------------------------------------------------------------
@@ -146,21 +157,22 @@ class LocalStack:
         }
 
     # -- configuration derived from the repository's files ---------------------------------
-    def _prometheus_config(self) -> Path:
-        root = self.tmp / "prometheus"
-        (root / "rules").mkdir(parents=True)
+    def _instances(self, kind: str) -> list[Path]:
+        """The folder of every component of `kind` (one, or two with ha_alerting)."""
+        return [self.tmp / c.name for c in self.table.values() if c.kind == kind]
+
+    def _prometheus_config(self) -> None:
         config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
         config["global"].update(
             scrape_interval=self.interval, evaluation_interval=self.interval, scrape_timeout=self.interval
         )
-        (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        generate.write_profile(self.alerting, generate.uniform(self.alert_for), root / "rules")
-        components.write_targets(root, config, self.table)
-        return root / "prometheus.yml"
+        for root in self._instances("prometheus"):
+            (root / "rules").mkdir(parents=True)
+            (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+            generate.write_profile(self.alerting, generate.uniform(self.alert_for), root / "rules")
+            components.write_targets(root, config, self.table)
 
-    def _alertmanager_dir(self) -> Path:
-        root = self.tmp / "alertmanager"
-        (root / "endpoints").mkdir(parents=True, exist_ok=True)
+    def _alertmanager_dir(self) -> None:
         config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
         routes = [config["route"]]
         while routes:  # the root sets the timings; a child route that sets its own gets them too
@@ -170,9 +182,10 @@ class LocalStack:
             if route is config["route"] or "group_interval" in route:
                 route["group_interval"] = self.timings["group_interval"]
             routes.extend(route.get("routes", []))
-        (root / "alertmanager.yml").write_text(yaml.safe_dump(config))
-        (root / "endpoints" / "local-receiver-url").write_text(self.url("receiver") + "/\n")
-        return root
+        for root in self._instances("alertmanager"):
+            (root / "endpoints").mkdir(parents=True, exist_ok=True)
+            (root / "alertmanager.yml").write_text(yaml.safe_dump(config))
+            (root / "endpoints" / "local-receiver-url").write_text(self.url("receiver") + "/\n")
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, defer: Collection[str] = ()) -> LocalStack:
