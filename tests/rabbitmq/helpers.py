@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from celery import Celery
+
 from celery_queue_exporter.discovery import QueueSet
 from celery_queue_exporter.rabbitmq_management import ManagementClient, management_target
 from celery_queue_exporter.rabbitmq_reading import RabbitMQReader, RabbitReading
 from tests.support.procs import wait_until
 from tests.support.rabbitmq import RabbitMQNode
+
+ADD = "workers.tasks.add"
 
 
 def make_reader(
@@ -43,3 +47,12 @@ def read_until(
     except TimeoutError as exc:
         seen = by_queue(last[0]) if last[0] else None
         raise AssertionError(f"{what}: last reading {seen}, up={last[0] and last[0].up}") from exc
+
+
+def publish(app: Celery, task: str, count: int, args: tuple = (), **options: object) -> None:
+    """`count` tasks over one connection; without a result (the rpc:// backend would declare its
+    reply queue before every message, tripling the time)."""
+    options.setdefault("ignore_result", True)
+    with app.producer_or_acquire() as producer:
+        for _ in range(count):
+            app.send_task(task, args, producer=producer, **options)
