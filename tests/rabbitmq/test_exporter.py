@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from kombu import Connection, Exchange, Queue
 
 from celery_queue_exporter.broker import open_broker
 from celery_queue_exporter.config import load_config
+from celery_queue_exporter.consumers import INSPECT_PERMISSIONS_AMQP
 from celery_queue_exporter.rabbitmq_broker import RabbitMQBroker
 from tests.rabbitmq.helpers import ADD, make_reader, publish
 from tests.support.exporter import Exporter, Samples
@@ -108,7 +110,13 @@ def test_unacked_consumers_and_worker_up_from_inspect_over_amqp(
     start_exporter: Callable[..., Exporter],
 ) -> None:
     publish(producer, "workers.tasks.ack_task", 10, (60,))  # acks_late: unacked while it runs
-    exporter = start_exporter("--consumers-interval", "1", "--consumers-timeout", "1")
+    # A monitoring user with just the permissions inspect needs, as the README documents them.
+    user = f"inspector-{vhost}"
+    rabbitmq.add_user(user, SECRET, tags="monitoring")
+    rabbitmq.set_permissions(vhost, user, **INSPECT_PERMISSIONS_AMQP)
+    exporter = start_exporter(
+        "--consumers-interval", "1", "--consumers-timeout", "1", broker_url=rabbitmq.amqp_url(vhost, user, SECRET)
+    )
     # A thread pool: a solo worker running a task cannot answer inspect.
     worker = start_worker("default", "--pool=threads", "--concurrency=1", "--prefetch-multiplier=4")
 
@@ -158,9 +166,17 @@ def test_least_privilege_and_wrong_credentials_through_metrics(
     rabbitmq.add_user(user, SECRET, tags="monitoring")
     rabbitmq.set_permissions(vhost, user, "^$", "^$", "^$")
 
-    monitor = start_exporter(broker_url=rabbitmq.amqp_url(vhost, user, SECRET))
+    # Inspect on: the broadcast is refused to this user, which the log says once; the counts stay.
+    monitor = start_exporter("--consumers-interval", "1", broker_url=rabbitmq.amqp_url(vhost, user, SECRET))
     wrong = start_exporter(broker_url=rabbitmq.amqp_url(vhost, user, "not-" + SECRET))
     scrape_until(monitor, lambda s: per_queue(s, "celery_queue_length").get("jobs") == 1, "the monitor user sees 1")
+    wait_until(lambda: "inspect active_queues failed" in monitor.proc.log(), 15, "the refused inspect logged")
+    time.sleep(2)  # two more inspect rounds: still one line
+    log = monitor.proc.log()
+    assert log.count("inspect active_queues failed") == 1, log
+    assert "ACCESS_REFUSED" in log and "Celery's inspect needs these permissions" in log
+    assert SECRET not in log and "Traceback" not in log
+    assert "celery_worker_up" not in families(monitor.scrape())
 
     wrong.scrape()
     samples = wrong.scrape()
