@@ -1,4 +1,5 @@
-"""Is each component of the native stack healthy? One probe per component, each bounded."""
+"""Readiness probes of the stack's components, each bounded. native/components.py gives every
+component one; the native runner's table and the test stack both ask it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,22 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from native.settings import Settings
-
 TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Status:
+    """`ready`: the component answers (what a later start step may wait for); `healthy`: it also
+    does its job (the exporter reads the broker, Prometheus has every target up)."""
+
+    ready: bool
+    healthy: bool
+    state: str
+
+
+Probe = Callable[[], Status]
+
+NOT_READY = Status(False, False, "not ready")
 
 
 @dataclass(frozen=True)
@@ -26,64 +40,87 @@ def _get(url: str) -> requests.Response:
     return requests.get(url, timeout=TIMEOUT)
 
 
-def check_redis(s: Settings) -> tuple[bool, str]:
-    client = redis.Redis.from_url(s.broker_url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+def _answered(ok: bool) -> Status:
+    return Status(True, True, "healthy") if ok else NOT_READY
+
+
+def redis_ping(url: str) -> Probe:
+    def check() -> Status:
+        client = redis.Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+        try:
+            return _answered(bool(client.ping()))
+        finally:
+            client.close()
+
+    return check
+
+
+def celery_ping(broker_url: str) -> Probe:
+    """A worker of the demo app on this broker answers `celery inspect ping`."""
+
+    def check() -> Status:
+        from workers.app import create_app
+        from workers.config import Settings
+
+        app = create_app(Settings(broker_url=broker_url, result_backend=broker_url))
+        try:
+            replies = app.control.ping(timeout=1.0)
+        finally:
+            app.close()
+        if not replies:
+            return Status(False, False, "no ping reply")
+        return Status(True, True, f"healthy, {len(replies)} worker(s) answer ping")
+
+    return check
+
+
+def http_ok(url: str) -> Probe:
+    return lambda: _answered(_get(url).status_code == 200)
+
+
+def http_text(url: str, text: str) -> Probe:
+    return lambda: _answered(_get(url).text.strip() == text)
+
+
+def exporter(metrics_url: str) -> Probe:
+    """Ready once /metrics answers with celery_broker_up; healthy when that is 1."""
+
+    def check() -> Status:
+        families = text_string_to_metric_families(_get(metrics_url).text)
+        up = {sample.value for f in families for sample in f.samples if sample.name == "celery_broker_up"}
+        if up == {1}:
+            return Status(True, True, "healthy")
+        return Status(bool(up), False, "broker unreachable" if up == {0} else "not ready")
+
+    return check
+
+
+def prometheus(url: str) -> Probe:
+    """Ready on /-/ready; healthy when every active target is up."""
+
+    def check() -> Status:
+        if _get(url + "/-/ready").status_code != 200:
+            return NOT_READY
+        targets = _get(url + "/api/v1/targets?state=active").json()["data"]["activeTargets"]
+        up = sorted(t["labels"]["job"] for t in targets if t["health"] == "up")
+        down = sorted(t["labels"]["job"] for t in targets if t["health"] != "up")
+        if not targets or down:
+            return Status(
+                True, False, f"targets {len(up)}/{len(targets)} up" + (f" (down: {', '.join(down)})" if down else "")
+            )
+        return Status(True, True, f"healthy, targets {len(up)}/{len(targets)} up")
+
+    return check
+
+
+def run(probe: Probe) -> Status:
+    """The probe's answer; any trouble reaching the component means "not ready", with its reason."""
     try:
-        client.ping()
-        return True, "healthy"
-    finally:
-        client.close()
-
-
-def check_flower(s: Settings) -> tuple[bool, str]:
-    ok = _get(s.url("flower") + "/healthcheck").text.strip() == "OK"
-    return ok, "healthy" if ok else "not ready"
-
-
-def check_exporter(s: Settings) -> tuple[bool, str]:
-    families = text_string_to_metric_families(_get(s.url("exporter") + "/metrics").text)
-    up = {sample.value for f in families for sample in f.samples if sample.name == "celery_broker_up"}
-    if up == {1}:
-        return True, "healthy"
-    return False, "broker unreachable" if up == {0} else "not ready"
-
-
-def check_prometheus(s: Settings) -> tuple[bool, str]:
-    if _get(s.url("prometheus") + "/-/ready").status_code != 200:
-        return False, "not ready"
-    targets = _get(s.url("prometheus") + "/api/v1/targets?state=active").json()["data"]["activeTargets"]
-    up = sorted(t["labels"]["job"] for t in targets if t["health"] == "up")
-    down = sorted(t["labels"]["job"] for t in targets if t["health"] != "up")
-    if not targets or down:
-        return False, f"targets {len(up)}/{len(targets)} up" + (f" (down: {', '.join(down)})" if down else "")
-    return True, f"healthy, targets {len(up)}/{len(targets)} up"
-
-
-def check_alertmanager(s: Settings) -> tuple[bool, str]:
-    ok = _get(s.url("alertmanager") + "/-/ready").status_code == 200
-    return ok, "healthy" if ok else "not ready"
-
-
-def check_receiver(s: Settings) -> tuple[bool, str]:
-    ok = _get(s.url("receiver") + "/-/healthy").status_code == 200
-    return ok, "healthy" if ok else "not ready"
-
-
-PROBES: dict[str, Callable[[Settings], tuple[bool, str]]] = {
-    "redis": check_redis,
-    "flower": check_flower,
-    "exporter": check_exporter,
-    "prometheus": check_prometheus,
-    "alertmanager": check_alertmanager,
-    "receiver": check_receiver,
-}
-
-
-def probe(name: str, s: Settings) -> tuple[bool, str]:
-    try:
-        return PROBES[name](s)
+        return probe()
     except (requests.RequestException, redis.RedisError, OSError, KeyError, ValueError) as exc:
         reason = type(exc).__name__
         if isinstance(exc, requests.ConnectionError | redis.ConnectionError):
             reason = "not answering"
-        return False, reason
+        return Status(False, False, reason)
+    except Exception as exc:  # noqa: BLE001 - e.g. kombu's errors while the broker starts
+        return Status(False, False, f"{type(exc).__name__}")

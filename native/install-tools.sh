@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools the stack and its tests run: redis-server (Debian's own), and
-# Prometheus/promtool/Alertmanager/amtool at the versions docker-compose.yml pins. Debian
-# bookworm ships Prometheus 2.42 and Alertmanager 0.25 (2023), so those two are taken from
-# Debian sid's packages, unpacked into .tools/ with dpkg-deb: the system is not touched.
+# Prometheus/promtool/Alertmanager/amtool. Debian bookworm ships Prometheus 2.42 and
+# Alertmanager 0.25 (2023), so those two are taken from Debian sid's packages, unpacked into
+# .tools/ with dpkg-deb: the system is not touched. Sid moves on: any version within the MAJOR
+# version docker-compose.yml pins is accepted (the tests decide whether it works); a drift from
+# the pins is a warning, printed with the versions the tests run (native/tool_versions.py).
+# STACK_TOOLS_DIR: another folder than .tools/ (e.g. to try a fresh install beside a working one).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-tools="$here/.tools"
+tools=${STACK_TOOLS_DIR:-$here/.tools}
 
 # --bench: also Debian's redis_exporter (the exporter benchmark's comparison), unpacked into
 # .tools/ like the others: installing the package would start its service.
@@ -20,11 +23,7 @@ if [ "${1:-}" = "--bench" ]; then
   echo "install-tools: $("$tools/bin/prometheus-redis-exporter" --version 2>&1 | head -n 1) in .tools/bin"
   exit 0
 fi
-want_prom=$(sed -n 's|.*image: *prom/prometheus:v\([0-9]*\.[0-9]*\)\..*|\1|p' "$here/docker-compose.yml")
-want_am=$(sed -n 's|.*image: *prom/alertmanager:v\([0-9]*\.[0-9]*\)\..*|\1|p' "$here/docker-compose.yml")
-[ -n "$want_prom" ] && [ -n "$want_am" ] || { echo "install-tools: cannot read the pinned versions from docker-compose.yml" >&2; exit 1; }
-
-version_of() { "$1" --version 2>/dev/null | sed -n '1s/.*version \([0-9]*\.[0-9]*\)\..*/\1/p'; }
+versions=(python3 "$here/native/tool_versions.py" --compose "$here/docker-compose.yml" --tools "$tools/bin")
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -57,9 +56,9 @@ install_am_templates() {
   fi
 }
 
-ok() { [ -x "$tools/bin/$1" ] && [ "$(version_of "$tools/bin/$1")" = "$2" ]; }
-if ok prometheus "$want_prom" && ok promtool "$want_prom" && ok prometheus-alertmanager "$want_am" && ok amtool "$want_am"; then
+if "${versions[@]}" --quiet; then  # present, and of the pinned major versions
   install_am_templates
+  "${versions[@]}"
   exit 0
 fi
 
@@ -70,19 +69,11 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main" >"$apt_dir/sources.list"
 opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
       -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
-echo "install-tools: fetching prometheus $want_prom and alertmanager $want_am from Debian sid into .tools/"
+echo "install-tools: fetching prometheus and alertmanager from Debian sid into $tools"
 apt-get "${opts[@]}" update -qq >/dev/null
 (cd "$apt_dir/debs" && rm -f ./*.deb && apt-get "${opts[@]}" download -qq prometheus promtool prometheus-alertmanager >/dev/null)
 for deb in "$apt_dir"/debs/*.deb; do dpkg-deb -x "$deb" "$tools/root"; done
 for b in prometheus promtool prometheus-alertmanager amtool; do ln -sf "../root/usr/bin/$b" "$tools/bin/$b"; done
 
-for pair in "prometheus $want_prom" "promtool $want_prom" "prometheus-alertmanager $want_am" "amtool $want_am"; do
-  set -- $pair
-  got=$(version_of "$tools/bin/$1")
-  if [ "$got" != "$2" ]; then
-    echo "install-tools: $1 is $got but docker-compose.yml pins $2; Debian sid moved on: update the pin in docker-compose.yml" >&2
-    exit 1
-  fi
-done
+"${versions[@]}" || { echo "install-tools: Debian sid's packages are not usable here (see above)" >&2; exit 1; }
 install_am_templates
-echo "install-tools: prometheus $want_prom, alertmanager $want_am ready in .tools/bin"

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-TOOLS_BIN = REPO / ".tools" / "bin"
-VENV_BIN = Path(sys.executable).parent
-CONF = REPO / "native" / "supervisord.conf"
-HOST = "127.0.0.1"
+from native.components import DEFAULT_PORTS, HOST, REPO, TOOLS_BIN, VENV_BIN
+
+__all__ = ["HOST", "REPO", "TOOLS_BIN", "VENV_BIN", "Settings", "flower_basic_auth", "load"]
+
 ALERT_PROFILES = ("demo", "production")
 
 
@@ -38,7 +36,7 @@ class Settings:
 
     @property
     def redis_port(self) -> int:
-        return urlsplit(self.broker_url).port or 6379
+        return urlsplit(self.broker_url).port or DEFAULT_PORTS["redis"]
 
     @property
     def broker_url_display(self) -> str:
@@ -53,15 +51,20 @@ class Settings:
     def rules_dir(self) -> str:
         return f"rules/{self.alert_profile}"
 
-    def url(self, component: str) -> str:
-        port = {
+    @property
+    def ports(self) -> dict[str, int]:
+        """Port by component name, as native/components.py's Layout takes them."""
+        return {
+            "redis": self.redis_port,
             "flower": self.flower_port,
             "exporter": self.exporter_port,
             "prometheus": self.prometheus_port,
             "alertmanager": self.alertmanager_port,
             "receiver": self.receiver_port,
-        }[component]
-        return f"http://{HOST}:{port}"
+        }
+
+    def url(self, component: str) -> str:
+        return f"http://{HOST}:{self.ports[component]}"
 
 
 def load(env: dict[str, str] | None = None) -> Settings:
@@ -69,17 +72,17 @@ def load(env: dict[str, str] | None = None) -> Settings:
     profile = env.get("ALERT_PROFILE", "demo")
     if profile not in ALERT_PROFILES:
         raise SystemExit(f"ALERT_PROFILE={profile!r}: choose one of {', '.join(ALERT_PROFILES)}")
-    broker = env.get("CELERY_BROKER_URL", f"redis://{HOST}:6379/0")
+    broker = env.get("CELERY_BROKER_URL", f"redis://{HOST}:{DEFAULT_PORTS['redis']}/0")
     if urlsplit(broker).scheme not in ("redis", "rediss"):
         raise SystemExit(f"CELERY_BROKER_URL must be a redis:// URL, got scheme {urlsplit(broker).scheme!r}")
     return Settings(
         run_dir=Path(env.get("STACK_RUN_DIR", REPO / "run")).resolve(),
         broker_url=broker,
-        flower_port=_port(env, "FLOWER_PORT", 5555),
-        exporter_port=_port(env, "EXPORTER_PORT", 9818),
-        prometheus_port=_port(env, "PROMETHEUS_PORT", 9090),
-        alertmanager_port=_port(env, "ALERTMANAGER_PORT", 9093),
-        receiver_port=_port(env, "RECEIVER_PORT", 9097),
+        flower_port=_port(env, "FLOWER_PORT", DEFAULT_PORTS["flower"]),
+        exporter_port=_port(env, "EXPORTER_PORT", DEFAULT_PORTS["exporter"]),
+        prometheus_port=_port(env, "PROMETHEUS_PORT", DEFAULT_PORTS["prometheus"]),
+        alertmanager_port=_port(env, "ALERTMANAGER_PORT", DEFAULT_PORTS["alertmanager"]),
+        receiver_port=_port(env, "RECEIVER_PORT", DEFAULT_PORTS["receiver"]),
         alert_profile=profile,
     )
 

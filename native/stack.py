@@ -14,13 +14,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
+import yaml
 
 from alertmanager import channels
-from native import health
-from native.settings import CONF, HOST, REPO, TOOLS_BIN, VENV_BIN, Settings, flower_basic_auth, load
+from native import components, health, supervisord
+from native.components import Component, Layout
+from native.settings import HOST, REPO, TOOLS_BIN, VENV_BIN, Settings, flower_basic_auth, load
 from native.supervisor_client import Supervisor
 
-PROGRAMS = ["redis", "worker", "beat", "flower", "exporter", "prometheus", "alertmanager", "receiver"]
 UP_TIMEOUT_S = 120
 
 
@@ -48,30 +49,46 @@ def _link(target: Path, link: Path) -> None:
     link.symlink_to(target)
 
 
+def layout(s: Settings) -> Layout:
+    return Layout(
+        run_dir=s.run_dir,
+        broker_url=s.broker_url,
+        flower_basic_auth=flower_basic_auth(s.run_dir),
+        ports=s.ports,
+        venv_bin=VENV_BIN,
+        tools_bin=TOOLS_BIN,
+    )
+
+
+def table(s: Settings) -> dict[str, Component]:
+    return components.table(layout(s))
+
+
 def prepare_run_dir(s: Settings) -> list[str]:
     """Lay out run/ so Prometheus and Alertmanager read the repo's own config files, with the
     addresses of this deployment beside them (what prometheus/targets/compose is for compose).
     Returns the notification channels configured from the environment."""
-    for sub in ("logs", "redis", "beat", "receiver", "prometheus/targets", "alertmanager/endpoints"):
-        (s.run_dir / sub).mkdir(parents=True, exist_ok=True)
-    prom = s.run_dir / "prometheus"
-    _link(REPO / "prometheus" / "prometheus.yml", prom / "prometheus.yml")
-    _link(REPO / "prometheus" / s.rules_dir, prom / "rules")
-    targets = {
-        "prometheus": s.prometheus_port,
-        "alertmanager": s.alertmanager_port,
-        "celery-queue-exporter": s.exporter_port,
-        "flower": s.flower_port,
-    }
-    for job, port in targets.items():
-        (prom / "targets" / f"{job}.yml").write_text(f"- targets: ['{HOST}:{port}']\n")
-    am = s.run_dir / "alertmanager"
-    # alertmanager/alertmanager.yml plus the Slack/email/webhook channels set in ALERT_*
-    # variables (secrets in files beside it); with none set, the repository's file as it is.
-    if (am / "alertmanager.yml").is_symlink():
-        (am / "alertmanager.yml").unlink()
-    configured = channels.write(am, channels.BASE_CONFIG, os.environ)
-    (am / "endpoints" / "local-receiver-url").write_text(f"{s.url('receiver')}/\n")
+    comps = table(s)
+    (s.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    for c in comps.values():
+        (s.run_dir / c.name).mkdir(parents=True, exist_ok=True)
+    prom_config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    receiver_url = next(c.url for c in comps.values() if c.kind == "receiver")
+    configured: list[str] = []
+    for c in comps.values():
+        folder = s.run_dir / c.name
+        if c.kind == "prometheus":
+            _link(REPO / "prometheus" / "prometheus.yml", folder / "prometheus.yml")
+            _link(REPO / "prometheus" / s.rules_dir, folder / "rules")
+            components.write_targets(folder, prom_config, comps)
+        elif c.kind == "alertmanager":
+            # alertmanager/alertmanager.yml plus the Slack/email/webhook channels set in ALERT_*
+            # variables (secrets in files beside it); with none set, the repository's file as it is.
+            if (folder / "alertmanager.yml").is_symlink():
+                (folder / "alertmanager.yml").unlink()
+            configured = channels.write(folder, channels.BASE_CONFIG, os.environ)
+            (folder / "endpoints").mkdir(exist_ok=True)
+            (folder / "endpoints" / "local-receiver-url").write_text(f"{receiver_url}/\n")
     data = {k: str(v) if isinstance(v, Path) else v for k, v in s.__dict__.items()}
     state_file(s.run_dir).write_text(json.dumps(data, indent=2) + "\n")
     return configured
@@ -92,61 +109,26 @@ def port_taken(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def supervisord_env(s: Settings, start_redis: bool) -> dict[str, str]:
-    return {
-        **os.environ,
-        "STACK_REPO": str(REPO),
-        "STACK_RUN_DIR": str(s.run_dir),
-        "STACK_VENV_BIN": str(VENV_BIN),
-        "STACK_TOOLS_BIN": str(TOOLS_BIN),
-        "STACK_START_REDIS": "true" if start_redis else "false",
-        "REDIS_PORT": str(s.redis_port),
-        "CELERY_BROKER_URL": s.broker_url,
-        "CELERY_EXPORTER_BROKER_URL": s.broker_url,  # not on the exporter's command line: see supervisord.conf
-        "FLOWER_PORT": str(s.flower_port),
-        "EXPORTER_PORT": str(s.exporter_port),
-        "PROMETHEUS_PORT": str(s.prometheus_port),
-        "ALERTMANAGER_PORT": str(s.alertmanager_port),
-        "RECEIVER_PORT": str(s.receiver_port),
-        "FLOWER_BASIC_AUTH": flower_basic_auth(s.run_dir),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-HTTP_COMPONENTS = ("flower", "exporter", "prometheus", "alertmanager", "receiver")
-
-
 def rows(s: Settings) -> list[health.Row]:
     sup = supervisor(s)
     procs = sup.processes() if sup.running() else {}
     out: list[health.Row] = []
-    for name in PROGRAMS:
-        statename = procs.get(name, {}).get("statename", "not running")
-        url = s.url(name) if name in HTTP_COMPONENTS else s.broker_url_display if name == "redis" else ""
-        if name == "redis" and statename != "RUNNING":
-            ok, state = health.probe("redis", s)  # a Redis the stack found running and reuses
-            out.append(health.Row(name, ok, f"{state} (reused)" if ok else state, url))
+    for c in table(s).values():
+        statename = procs.get(c.name, {}).get("statename", "not running")
+        url = s.broker_url_display if c.kind == "redis" else c.url
+        if c.kind == "redis" and statename != "RUNNING":
+            status = health.run(c.probe)  # a Redis the stack found running and reuses
+            state = f"{status.state} (reused)" if status.healthy else status.state
+            out.append(health.Row(c.name, status.healthy, state, url))
         elif statename != "RUNNING":
-            out.append(health.Row(name, False, statename.lower(), url))
-        elif name == "worker":
-            out.append(health.Row(name, *check_worker(s), url))
-        elif name == "beat":
-            out.append(health.Row(name, True, "running", url))
+            out.append(health.Row(c.name, False, statename.lower(), url))
+        elif c.probe is None:
+            out.append(health.Row(c.name, True, "running", url))
         else:
-            out.append(health.Row(name, *health.probe(name, s), url))
+            status = health.run(c.probe)
+            out.append(health.Row(c.name, status.healthy, status.state, url))
     out.append(health.Row("grafana", True, "docker compose only (no Debian package)", "-"))
     return out
-
-
-def check_worker(s: Settings) -> tuple[bool, str]:
-    os.environ["CELERY_BROKER_URL"] = s.broker_url
-    from workers.app import app
-
-    try:
-        replies = app.control.ping(timeout=1.0)
-    except Exception as exc:  # noqa: BLE001 - any broker trouble means "not answering"
-        return False, f"ping failed: {type(exc).__name__}"
-    return (True, f"healthy, {len(replies)} worker(s) answer ping") if replies else (False, "no ping reply")
 
 
 def print_table(table: list[health.Row]) -> None:
@@ -177,16 +159,10 @@ def up() -> int:
             file=sys.stderr,
         )
         return 1
-    ports = {
-        "FLOWER_PORT": s.flower_port,
-        "EXPORTER_PORT": s.exporter_port,
-        "PROMETHEUS_PORT": s.prometheus_port,
-        "ALERTMANAGER_PORT": s.alertmanager_port,
-        "RECEIVER_PORT": s.receiver_port,
-    }
-    if start_redis:
-        ports["CELERY_BROKER_URL port"] = s.redis_port
-    taken = [f"{name}={port}" for name, port in ports.items() if port_taken(port)]
+    comps = table(s)
+    if not start_redis:
+        del comps["redis"]
+    taken = [f"{c.name}={c.port}" for c in comps.values() if c.port is not None and port_taken(c.port)]
     if taken:
         print(f"ports already in use: {', '.join(taken)}; set other ports in the environment", file=sys.stderr)
         return 1
@@ -200,16 +176,21 @@ def up() -> int:
         f"{s.broker_url_display}, alert profile {s.alert_profile}, alert channels: "
         f"{'; '.join(configured) or 'local receiver only'}) ..."
     )
-    subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(CONF)], env=supervisord_env(s, start_redis), check=True)
+    try:
+        conf = supervisord.write(comps.values(), s.run_dir)
+    except ValueError as exc:
+        print(f"supervisord: {exc}", file=sys.stderr)
+        return 2
+    subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], check=True)
     deadline = time.monotonic() + UP_TIMEOUT_S
-    table = rows(s)
-    while not all(r.healthy for r in table) and time.monotonic() < deadline:
+    report = rows(s)
+    while not all(r.healthy for r in report) and time.monotonic() < deadline:
         time.sleep(2)
-        table = rows(s)
+        report = rows(s)
     print()
-    print_table(table)
+    print_table(report)
     print()
-    if not all(r.healthy for r in table):
+    if not all(r.healthy for r in report):
         print(f"Not every component became healthy within {UP_TIMEOUT_S}s; logs: {s.run_dir / 'logs'}")
         return 1
     print(f"Flower login: {flower_basic_auth(s.run_dir)}   (from FLOWER_BASIC_AUTH or run/flower-basic-auth)")

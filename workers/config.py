@@ -36,7 +36,7 @@ class Settings:
     broker_url: str = DEFAULT_BROKER_URL
     result_backend: str = DEFAULT_BROKER_URL
     visibility_timeout: float = 3600
-    periodic_seconds: float = 30
+    periodic_seconds: float = 30  # prometheus/alerting.yml's CeleryBeatMissing knows it (tests/stack/test_facts.py)
     retry_countdown: float = 5
     beat_schedule_file: str = "celerybeat-schedule"
 
@@ -47,10 +47,10 @@ class Settings:
         return cls(
             broker_url=broker,
             result_backend=env.get("CELERY_RESULT_BACKEND") or default_result_backend(broker),
-            visibility_timeout=_number(env, "CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
-            periodic_seconds=_number(env, "CELERY_PERIODIC_SECONDS", 30, minimum=0.1),
-            retry_countdown=_number(env, "CELERY_RETRY_COUNTDOWN", 5, minimum=0),
-            beat_schedule_file=env.get("CELERY_BEAT_SCHEDULE_FILE") or "celerybeat-schedule",
+            visibility_timeout=_number(env, "CELERY_VISIBILITY_TIMEOUT", cls.visibility_timeout, minimum=1),
+            periodic_seconds=_number(env, "CELERY_PERIODIC_SECONDS", cls.periodic_seconds, minimum=0.1),
+            retry_countdown=_number(env, "CELERY_RETRY_COUNTDOWN", cls.retry_countdown, minimum=0),
+            beat_schedule_file=env.get("CELERY_BEAT_SCHEDULE_FILE") or cls.beat_schedule_file,
         )
 
 

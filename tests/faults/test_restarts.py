@@ -14,6 +14,8 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from native import components
+from native.components import Layout
 from tests.faults.support import Report, delivered, delivered_at, producer, publish
 from tests.grafana.queries import QueryError, iter_queries, run_query
 from tests.support.procs import REPO, wait_until
@@ -198,7 +200,7 @@ def shipped_maintenance_interval() -> str:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["alertmanager"]["command"]
     flags = [f for f in compose if f.startswith("--data.maintenance-interval=")]
     assert flags, "docker-compose.yml sets Alertmanager's --data.maintenance-interval"
-    native = (REPO / "native" / "supervisord.conf").read_text()
+    native = components.alertmanager(Layout(run_dir=REPO, broker_url="redis://"), "alertmanager").argv
     assert flags[0] in native, "the native runner sets the same --data.maintenance-interval"
     return flags[0].split("=", 1)[1]
 

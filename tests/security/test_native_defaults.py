@@ -3,23 +3,37 @@ on a command line (where `ps` shows it to every user), a generated Flower passwo
 
 from __future__ import annotations
 
-import configparser
 import re
+import shlex
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
+from supervisor.options import ServerOptions
 
-from native import settings, stack
-from tests.support.procs import REPO
+from native import settings, stack, supervisord
 
-CONF = REPO / "native" / "supervisord.conf"
+BROKER = "redis://:s3cr%t,pw@127.0.0.1:1/0"  # a password supervisord could mangle: % and ,
 
 
-def programs() -> dict[str, str]:
-    parser = configparser.RawConfigParser()
-    parser.read(CONF)
-    return {s.split(":", 1)[1]: parser[s]["command"] for s in parser.sections() if s.startswith("program:")}
+def rendered(tmp_path: Path, broker_url: str = BROKER) -> Path:
+    """run/supervisord.conf as `make up` writes it."""
+    s = settings.load({"STACK_RUN_DIR": str(tmp_path / "run"), "CELERY_BROKER_URL": broker_url})
+    stack.prepare_run_dir(s)
+    return supervisord.write(stack.table(s).values(), s.run_dir)
+
+
+def loaded(conf: Path) -> dict[str, Any]:
+    """Each program as supervisord itself reads the file."""
+    options = ServerOptions()
+    options.realize(args=["-c", str(conf)])
+    return {pc.name: pc for group in options.process_group_configs for pc in group.process_configs}
+
+
+@pytest.fixture
+def programs(tmp_path: Path) -> dict[str, str]:
+    return {name: pc.command for name, pc in loaded(rendered(tmp_path)).items()}
 
 
 LISTEN_FLAGS = {
@@ -33,29 +47,50 @@ LISTEN_FLAGS = {
 
 
 @pytest.mark.parametrize("program", sorted(LISTEN_FLAGS))
-def test_every_server_binds_loopback(program: str) -> None:
-    command = programs()[program]
+def test_every_server_binds_loopback(program: str, programs: dict[str, str]) -> None:
+    command = programs[program]
     assert re.search(LISTEN_FLAGS[program], command), command
     assert "0.0.0.0" not in command
 
 
-def test_no_other_port_and_no_remote_control() -> None:
-    cmds = programs()
+def test_no_other_port_and_no_remote_control(tmp_path: Path) -> None:
+    conf = rendered(tmp_path)
+    cmds = {name: pc.command for name, pc in loaded(conf).items()}
     assert set(cmds) == {"redis", "worker", "beat", "flower", "exporter", "prometheus", "alertmanager", "receiver"}
     assert "--cluster.listen-address= " in cmds["alertmanager"] + " ", "no Alertmanager gossip port"
     assert "--web.enable-lifecycle" not in cmds["prometheus"], "any local user could POST /-/quit"
-    text = CONF.read_text()
+    text = conf.read_text()
     assert "[inet_http_server]" not in text, "supervisord is controlled through its unix socket only"
     assert re.search(r"\[unix_http_server\][^\[]*chmod=0700", text)
 
 
-def test_no_secret_on_a_command_line() -> None:
-    for name, command in programs().items():
-        for flag in ("--broker-url", "--basic-auth", "--basic_auth", "--requirepass", "ENV_FLOWER_BASIC_AUTH"):
-            assert flag not in command, f"{name}: {flag} would show in ps"
-        assert "ENV_CELERY_BROKER_URL" not in command, f"{name}: the broker URL (maybe with a password) in argv"
-    env = stack.supervisord_env(settings.load({"CELERY_BROKER_URL": "redis://:pw@127.0.0.1:1/0"}), False)
-    assert env["CELERY_EXPORTER_BROKER_URL"] == env["CELERY_BROKER_URL"] == "redis://:pw@127.0.0.1:1/0"
+def test_no_secret_on_a_command_line(tmp_path: Path) -> None:
+    conf = rendered(tmp_path)
+    programs = loaded(conf)
+    password = "s3cr%t,pw"
+    for name, pc in programs.items():
+        for flag in ("--broker-url", "--basic-auth", "--basic_auth", "--requirepass"):
+            assert flag not in pc.command, f"{name}: {flag} would show in ps"
+        assert password not in pc.command, f"{name}: the broker's password in argv"
+    # ... but in the environment, intact through supervisord's own parsing, and the file is private
+    assert programs["exporter"].environment["CELERY_EXPORTER_BROKER_URL"] == BROKER
+    assert programs["worker"].environment["CELERY_BROKER_URL"] == BROKER
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+
+
+def test_supervisord_runs_each_component_as_the_table_says(tmp_path: Path) -> None:
+    programs = loaded(rendered(tmp_path))
+    s = settings.load({"STACK_RUN_DIR": str(tmp_path / "run"), "CELERY_BROKER_URL": BROKER})
+    for name, c in stack.table(s).items():
+        assert shlex.split(programs[name].command) == list(c.argv), name
+        assert programs[name].environment == dict(c.env), name
+        assert programs[name].directory == str(c.cwd), name
+
+
+def test_a_value_supervisord_cannot_carry_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^CELERY_BROKER_URL, CELERY_RESULT_BACKEND: a value with quotes") as caught:
+        rendered(tmp_path, 'redis://:x9"q7@127.0.0.1:1/0')
+    assert "x9" not in str(caught.value), "the message never shows the value"
 
 
 def test_the_generated_flower_password_is_random_and_private(tmp_path: Path, monkeypatch) -> None:
