@@ -59,6 +59,7 @@ class LocalStack:
         broker_url: str | None = None,
         exporter_broker_url: str | None = None,
         args: dict[str, list[str]] | None = None,
+        management_url: str | None = None,
     ) -> None:
         """`redis`: a server to start instead of the table's (e.g. one with passwords);
         `broker_url`: the URL workers, beat and Flower use (default: the server's), the result
@@ -67,7 +68,8 @@ class LocalStack:
         command-line arguments per component name (an `--x=y` replaces the table's `--x`);
         `alerting`: the alert rules' source (default prometheus/alerting.yml), rendered with
         every `for:` set to `alert_for`. Alertmanager's group_wait / group_interval are
-        `self.timings`, changeable before start()."""
+        `self.timings`, changeable before start(). On an amqp:// `broker_url` no Redis is
+        started: the RabbitMQ node is the caller's, its management API at `management_url`."""
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.alert_for = alert_for
@@ -79,6 +81,7 @@ class LocalStack:
         self.redis = redis or StackRedis(tmp)
         self._broker_url = broker_url
         self._exporter_broker_url = exporter_broker_url
+        self.management_url = management_url
         self.args = args or {}
         self.deferred: set[str] = set()
         self.table: dict[str, Component] = {}
@@ -94,6 +97,7 @@ class LocalStack:
             run_dir=self.tmp,
             broker_url=self.broker_url,
             exporter_broker_url=self._exporter_broker_url,
+            management_url=self.management_url,
             flower_basic_auth=FLOWER_AUTH,
             ports=self.ports,
             worker_name="e2e-worker@%h",
@@ -232,13 +236,13 @@ class LocalStack:
         self._alertmanager_dir()
         self._prometheus_config()
         for name in self.table:
-            if name in self.deferred:
+            if name in self.deferred or not self.table[name].managed:
                 continue
             if name == "redis":
                 self.redis.start()
             else:
                 self.start_component(name, wait=False)
-        started = [name for name in self.table if name not in self.deferred and name != "redis"]
+        started = [n for n, c in self.table.items() if n not in self.deferred and n != "redis" and c.managed]
         for name in started:  # every one was started at once; this waits for the slowest
             self.wait_ready(name, timeout=60 if name == "prometheus" else 30, healthy=not self.deferred)
 
