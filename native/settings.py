@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from native.components import DEFAULT_PORTS, HOST, REPO, TOOLS_BIN, VENV_BIN
+from native.components import AMQP_SCHEMES, DEFAULT_PORTS, HOST, REPO, TOOLS_BIN, VENV_BIN
 
 __all__ = ["HOST", "REPO", "TOOLS_BIN", "VENV_BIN", "Settings", "flower_basic_auth", "load"]
 
@@ -33,6 +33,11 @@ class Settings:
     alertmanager_port: int
     receiver_port: int
     alert_profile: str
+    management_url: str | None = None  # RabbitMQ's management API, when not on the broker's host:15672
+
+    @property
+    def on_rabbitmq(self) -> bool:
+        return urlsplit(self.broker_url).scheme.lower() in AMQP_SCHEMES
 
     @property
     def redis_port(self) -> int:
@@ -73,8 +78,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
     if profile not in ALERT_PROFILES:
         raise SystemExit(f"ALERT_PROFILE={profile!r}: choose one of {', '.join(ALERT_PROFILES)}")
     broker = env.get("CELERY_BROKER_URL", f"redis://{HOST}:{DEFAULT_PORTS['redis']}/0")
-    if urlsplit(broker).scheme not in ("redis", "rediss"):
-        raise SystemExit(f"CELERY_BROKER_URL must be a redis:// URL, got scheme {urlsplit(broker).scheme!r}")
+    if urlsplit(broker).scheme.lower() not in ("redis", "rediss", *AMQP_SCHEMES):
+        raise SystemExit(f"CELERY_BROKER_URL must be a redis:// or amqp:// URL, got scheme {urlsplit(broker).scheme!r}")
     return Settings(
         run_dir=Path(env.get("STACK_RUN_DIR", REPO / "run")).resolve(),
         broker_url=broker,
@@ -84,6 +89,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         alertmanager_port=_port(env, "ALERTMANAGER_PORT", DEFAULT_PORTS["alertmanager"]),
         receiver_port=_port(env, "RECEIVER_PORT", DEFAULT_PORTS["receiver"]),
         alert_profile=profile,
+        management_url=env.get("RABBITMQ_MANAGEMENT_URL") or None,
     )
 
 
