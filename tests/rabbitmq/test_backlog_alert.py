@@ -43,6 +43,9 @@ def test_backlog_alert_delivered_on_rabbitmq(stack: LocalStack) -> None:
     alert = wait_until(delivered, 90, "the alert at the receiver")[0]
     assert alert["status"] == "firing"
     assert "1.001k" in alert["annotations"]["description"]
+    # No alert about the exporter itself: on RabbitMQ too it has a fresh consumers reading and no
+    # scrape errors (every `for:` here is 5s, so they would be firing by now).
+    assert not [a for a in stack.prometheus_alerts() if a["labels"]["alertname"].startswith("CeleryExporter")]
 
     # Flower reads the lengths of the queues workers consume from the management API (its
     # broker_api) on RabbitMQ: without it the list is empty.

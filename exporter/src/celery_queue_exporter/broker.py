@@ -20,8 +20,8 @@ the AMQP timestamp (a None entry for each other queue, counted in `ready_age_mis
 that always knows every age costs the collector nothing), and leaves `priority_lengths` and
 `unacked_age` None. `consumers` given by the
 broker itself take the place of the inspect reading's per-queue counts (celery_worker_up still
-comes from inspect when it is on; celery_queue_consumers_timestamp_seconds, the time of an inspect
-reading, is then absent). `queues` are Celery's work queues only (event, reply and pidbox queues
+comes from inspect when it is on, and celery_queue_consumers_timestamp_seconds tells that
+reading's time). `queues` are Celery's work queues only (event, reply and pidbox queues
 skipped, see redis_layout.is_internal_queue), configured ones included at 0 before they exist;
 `duration` is the seconds `read()` took; `errors` counts this scrape's problems by reason.
 

@@ -68,7 +68,8 @@ QUEUE_CONSUMERS = MetricDef(
 QUEUE_CONSUMERS_TIMESTAMP = MetricDef(
     "celery_queue_consumers_timestamp_seconds",
     "gauge",
-    "Unix time of the last successful inspect active_queues reading behind celery_queue_consumers.",
+    "Unix time of the last successful inspect active_queues reading behind celery_worker_up (and, on "
+    "Redis, celery_queue_consumers).",
 )
 WORKER_UP = MetricDef(
     "celery_worker_up",
