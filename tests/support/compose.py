@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
+from pathlib import Path
 
 from tests.support.procs import REPO
 
@@ -17,11 +19,14 @@ COMPOSE_SECRETS = {
 }
 
 
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`docker-compose config` with `env` as the only compose secrets set."""
-    clean = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
+def compose_config(
+    env: dict[str, str], files: Sequence[Path] = (COMPOSE,), quiet: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` of `files` (merged in order) with `env` as the only compose
+    secrets set; `quiet`: `config -q`, validation only."""
+    clean = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS and not k.startswith("RABBITMQ_")}
     return subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "config"],
+        ["docker-compose", *(a for f in files for a in ("-f", str(f))), "config", *(["-q"] if quiet else [])],
         capture_output=True,
         text=True,
         timeout=60,
