@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from celery import Celery
 
@@ -13,6 +14,7 @@ from tests.support.procs import wait_until
 from tests.support.rabbitmq import RabbitMQNode
 
 ADD = "workers.tasks.add"
+T = TypeVar("T")
 
 
 def make_reader(
@@ -32,21 +34,25 @@ def by_queue(reading: RabbitReading) -> dict[str, tuple[int, int, int, float | N
     return dict(zip(reading.queues, columns, strict=True))
 
 
-def read_until(
-    reader: RabbitMQReader, check: Callable[[RabbitReading], bool], what: str, timeout: float = 20
-) -> RabbitReading:
-    """Read until `check` holds: management numbers are sampled (every second on the test node)."""
-    last: list[RabbitReading | None] = [None]
+def poll_until(
+    read: Callable[[], T], check: Callable[[T], bool], what: str, describe: Callable[[T], str], timeout: float = 20
+) -> T:
+    """`read()` until `check` holds (management numbers are sampled: every second on the test
+    node); the failure says what the last reading was, through `describe`."""
+    last: list[T] = []
 
-    def attempt() -> RabbitReading | None:
-        last[0] = reader.read()
+    def attempt() -> T | None:
+        last[:] = [read()]
         return last[0] if check(last[0]) else None
 
     try:
         return wait_until(attempt, timeout, what, 0.25)  # type: ignore[return-value]
     except TimeoutError as exc:
-        seen = by_queue(last[0]) if last[0] else None
-        raise AssertionError(f"{what}: last reading {seen}, up={last[0] and last[0].up}") from exc
+        raise AssertionError(f"{what}: {describe(last[0]) if last else 'no reading'}") from exc
+
+
+def read_until(reader: RabbitMQReader, check: Callable[[RabbitReading], bool], what: str) -> RabbitReading:
+    return poll_until(reader.read, check, what, lambda r: f"last reading {by_queue(r)}, up={r.up}")
 
 
 def publish(app: Celery, task: str, count: int, args: tuple = (), **options: object) -> None:

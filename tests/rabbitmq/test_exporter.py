@@ -15,7 +15,7 @@ from celery_queue_exporter.broker import open_broker
 from celery_queue_exporter.config import load_config
 from celery_queue_exporter.consumers import INSPECT_PERMISSIONS_AMQP
 from celery_queue_exporter.rabbitmq_broker import RabbitMQBroker
-from tests.rabbitmq.helpers import ADD, make_reader, publish
+from tests.rabbitmq.helpers import ADD, make_reader, poll_until, publish
 from tests.support.exporter import Exporter, Samples
 from tests.support.procs import VENV_BIN, Proc, tool, wait_until
 from tests.support.rabbitmq import RabbitMQNode
@@ -32,17 +32,10 @@ def families(samples: Samples) -> set[str]:
 
 
 def scrape_until(exporter: Exporter, check: Callable[[Samples], bool], what: str, timeout: float = 20) -> Samples:
-    last: list[Samples] = [{}]
+    def describe(samples: Samples) -> str:
+        return f"lengths {per_queue(samples, 'celery_queue_length')}\n{exporter.proc.log()[-2000:]}"
 
-    def attempt() -> Samples | None:
-        last[0] = exporter.scrape()
-        return last[0] if check(last[0]) else None
-
-    try:
-        return wait_until(attempt, timeout, what, 0.25)  # type: ignore[return-value]
-    except TimeoutError as exc:
-        lengths = per_queue(last[0], "celery_queue_length")
-        raise AssertionError(f"{what}: lengths {lengths}\n{exporter.proc.log()[-2000:]}") from exc
+    return poll_until(exporter.scrape, check, what, describe, timeout)
 
 
 def test_backlogs_routing_priorities_and_ages_through_metrics(
