@@ -10,7 +10,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from grafana.ids import DATASOURCE, TAG
 from grafana.style import Color
-from grafana.variables import VariableSpec, datasource_variable, label_variable
+from grafana.variables import BROKER, BROKER_VARIABLE, VariableSpec, datasource_variable, label_variable
 
 
 def firing_alerts_annotation() -> AnnotationQuery:
@@ -21,15 +21,16 @@ def firing_alerts_annotation() -> AnnotationQuery:
         .datasource(DATASOURCE)
         .enable(True)
         .icon_color(Color.BAD)
-        .expr('ALERTS{alertstate="firing"}')
+        .expr(f'ALERTS{{alertstate="firing", {BROKER}}}')
         .title_format("{{alertname}}")
-        .text_format("{{severity}} {{queue_name}}")
+        .text_format("{{severity}} {{broker}} {{queue_name}}")
         .step("60s")
     )
 
 
 def dashboard(uid: str, title: str, description: str, variables: Sequence[VariableSpec]) -> Dashboard:
-    """The common frame: tags, time, refresh, variables, links to the other Celery dashboards."""
+    """The common frame: tags, time, refresh, variables (the broker first, on every dashboard),
+    links to the other Celery dashboards."""
     builder = (
         Dashboard(title)
         .uid(uid)
@@ -52,7 +53,7 @@ def dashboard(uid: str, title: str, description: str, variables: Sequence[Variab
         .annotation(firing_alerts_annotation())
         .with_variable(datasource_variable())
     )
-    for spec in variables:
+    for spec in (BROKER_VARIABLE, *variables):
         builder = builder.with_variable(label_variable(spec))
     return builder
 

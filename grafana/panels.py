@@ -15,6 +15,7 @@ from grafana_foundation_sdk.models import prometheus as pm
 
 from grafana.ids import DATASOURCE, QUEUES_UID
 from grafana.style import Color, Unit, fixed_color, thresholds
+from grafana.variables import on_broker, series_of
 
 
 def target(
@@ -39,6 +40,7 @@ class _Builder(Protocol):
     def height(self, height: int) -> Self: ...
     def no_value(self, no_value: str) -> Self: ...
     def override_by_name(self, name: str, properties: list[dm.DynamicConfigValue]) -> Self: ...
+    def override_by_regexp(self, regexp: str, properties: list[dm.DynamicConfigValue]) -> Self: ...
 
 
 _B = TypeVar("_B", bound=_Builder)
@@ -68,9 +70,11 @@ def _panel(
 
 def _thresholds_by_series(panel: _B, by_series: Mapping[str, ThresholdsConfig] | None) -> _B:
     """Per-series thresholds (a field override by display name, e.g. a queue with its own alert
-    threshold): Grafana colours that series' bar, or draws its own dashed line, from them."""
+    threshold, on every broker: "bulk (payments)", "bulk (orders)"): Grafana colours that series'
+    bar, or draws its own dashed line, from them."""
     for name, steps in (by_series or {}).items():
-        panel = panel.override_by_name(name, [dm.DynamicConfigValue(id_val="thresholds", value=steps.build())])
+        value = [dm.DynamicConfigValue(id_val="thresholds", value=steps.build())]
+        panel = panel.override_by_regexp(series_of(name), value)
     return panel
 
 
@@ -79,8 +83,11 @@ def _last_value() -> sdk_common.ReduceDataOptions:
 
 
 def link_to_queue(title: str = "Open this queue") -> list[DashboardLink]:
-    """Data link from a per-queue value to the Queues dashboard filtered on that queue."""
-    url = f"/d/{QUEUES_UID}?var-queue_name=${{__field.labels.queue_name}}&${{__url_time_range}}"
+    """Data link from a per-queue value to the Queues dashboard filtered on that queue and its broker."""
+    url = (
+        f"/d/{QUEUES_UID}?var-queue_name=${{__field.labels.queue_name}}&var-broker=${{__field.labels.broker}}"
+        "&${__url_time_range}"
+    )
     return [DashboardLink(title).url(url)]
 
 
@@ -182,11 +189,12 @@ def count_stat(
 
 
 def consumers_graph(title: str, description: str, expr: str, **options: object) -> timeseries.Panel:
-    """Workers consuming each queue (`expr` by queue_name); below the dashed red line at 1 nobody does."""
+    """Workers consuming each queue (`expr` by broker and queue_name); below the dashed red line at 1
+    nobody does."""
     return timeseries_panel(
         title,
         description,
-        [target(expr, "{{queue_name}}")],
+        [target(expr, on_broker("{{queue_name}}"))],
         Unit.COUNT,
         width=8,
         threshold_steps=thresholds(Color.NONE, (1, Color.BAD)),

@@ -1,13 +1,17 @@
-"""Template variables: the datasource picker and the label-value filters (queue, worker, task)."""
+"""Template variables: the datasource picker and the label-value filters (broker, queue, worker,
+task), and how queries and legends keep brokers apart."""
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from grafana_foundation_sdk.builders.dashboard import DatasourceVariable, QueryVariable
 from grafana_foundation_sdk.models import dashboard as dm
 
+from grafana.alerting_layer import ALERTING
 from grafana.ids import DATASOURCE, PROMETHEUS_UID
+from prometheus.generate.catalog import BROKER_LABEL
 
 
 class VariableSpec(NamedTuple):
@@ -19,16 +23,42 @@ class VariableSpec(NamedTuple):
     description: str
 
 
+# Every query keeps to the selected brokers (`broker`, the label of the exporter's and Flower's
+# targets); every series about a queue, worker or task is grouped by broker too, so two brokers'
+# `default` queues are two series, named "default (payments)" and "default (orders)".
+BROKER = f'{BROKER_LABEL}=~"$broker"'
+# Targets that read no broker (Prometheus, Alertmanager) carry no broker label: this matches them too.
+BROKER_OR_NONE = f'{BROKER_LABEL}=~"$broker|"'
+_BROKER_JOBS = "|".join(ALERTING.settings["jobs"].values())
+BROKER_VARIABLE = VariableSpec(
+    BROKER_LABEL,
+    BROKER_LABEL,
+    f'up{{job=~"{_BROKER_JOBS}"}}',
+    "Brokers: the broker label of the exporter's and Flower's Prometheus targets.",
+)
 QUEUE_VARIABLE = VariableSpec(
-    "queue_name", "queue_name", "celery_queue_length", "Queues known to the exporter (celery_queue_length)."
+    "queue_name",
+    "queue_name",
+    f"celery_queue_length{{{BROKER}}}",
+    "Queues known to the exporter (celery_queue_length).",
 )
 WORKER_VARIABLE = VariableSpec(
     "worker",
     "worker",
-    "flower_worker_online",
+    f"flower_worker_online{{{BROKER}}}",
     "Workers Flower has seen (worker events); producers' hostnames are not listed.",
 )
-TASK_VARIABLE = VariableSpec("task", "task", "flower_events_total", "Task names seen in Celery events.")
+TASK_VARIABLE = VariableSpec("task", "task", f"flower_events_total{{{BROKER}}}", "Task names seen in Celery events.")
+
+
+def on_broker(legend: str) -> str:
+    """A legend naming the broker after the queue, worker or task: "default (payments)"."""
+    return f"{legend} ({{{{{BROKER_LABEL}}}}})"
+
+
+def series_of(name: str) -> str:
+    """A regular expression for the series `on_broker` names after `name`, on any broker."""
+    return f"^{re.escape(name)} \\(.*\\)$"
 
 
 def datasource_variable() -> DatasourceVariable:

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from native import health
+from prometheus import file_sd
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS_BIN = REPO / ".tools" / "bin"
@@ -58,6 +59,7 @@ class Component:
     url: str = ""  # where a user reaches it
     port: int | None = None
     job: str | None = None  # its Prometheus job: a scrape_config's job_name in prometheus.yml
+    broker: str | None = None  # the `broker` label of its target: the broker it reads (exporter, Flower)
     # Flags whose values differ between deployments (addresses, ports, paths, names): the rest
     # of the command line must be the same in docker-compose.yml.
     deployment_flags: frozenset[str] = frozenset()
@@ -70,6 +72,10 @@ class Layout:
     run_dir: Path  # logs/, data and config folders of every component
     broker_url: str
     exporter_broker_url: str | None = None  # the exporter's (a read-only user); default: broker_url
+    broker_name: str = file_sd.DEFAULT_BROKER  # the `broker` label of the exporter's and Flower's targets
+    # Further brokers, name -> URL, each read by an exporter of its own (`exporter-<name>`, port in
+    # `ports`), its target labelled with that name; no worker or Flower of theirs runs here.
+    more_brokers: Mapping[str, str] = field(default_factory=dict)
     result_backend: str | None = None  # default: the broker's Redis, database 1 (as in compose); rpc:// on RabbitMQ
     management_url: str | None = None  # RabbitMQ's management API; default: the broker's host, port 15672
     flower_basic_auth: str = ""
@@ -116,7 +122,14 @@ class Layout:
         return env
 
     def names(self, kind: str) -> tuple[str, ...]:
-        return tuple(self.instances.get(kind, (kind,)))
+        names = tuple(self.instances.get(kind, (kind,)))
+        if kind == "exporter":
+            names += tuple(self.exporter_of(broker) for broker in self.more_brokers)
+        return names
+
+    def exporter_of(self, broker: str) -> str:
+        """The name of the exporter reading `broker`."""
+        return "exporter" if broker == self.broker_name else f"exporter-{broker}"
 
     def url(self, name: str) -> str:
         return f"http://{HOST}:{self.ports[name]}"
@@ -203,7 +216,9 @@ def flower(lay: Layout, name: str) -> Component:
     if lay.on_rabbitmq:  # Flower's Broker page reads queue lengths from the management API
         env["FLOWER_BROKER_API"] = lay.broker_api
     probe, flags = health.http_text(lay.url(name) + "/healthcheck", "OK"), frozenset({"--address", "--port"})
-    return _server(lay, name, "flower", argv, REPO, probe, env=env, job="flower", deployment_flags=flags)
+    return _server(
+        lay, name, "flower", argv, REPO, probe, env=env, job="flower", broker=lay.broker_name, deployment_flags=flags
+    )
 
 
 def exporter(lay: Layout, name: str) -> Component:
@@ -212,15 +227,26 @@ def exporter(lay: Layout, name: str) -> Component:
         argv += ["--consumers-interval", f"{lay.exporter_consumers_interval:g}"]
     # The broker URL goes through the environment: on the command line its password would show
     # in `ps` to every user of the machine.
-    env = _env(lay, CELERY_EXPORTER_BROKER_URL=lay.exporter_broker_url or lay.broker_url)
-    if lay.management_url:  # may hold credentials too
+    broker = next((b for b in lay.more_brokers if lay.exporter_of(b) == name), lay.broker_name)
+    url = lay.more_brokers.get(broker, lay.exporter_broker_url or lay.broker_url)
+    env = _env(lay, CELERY_EXPORTER_BROKER_URL=url)
+    if lay.management_url and broker == lay.broker_name:  # may hold credentials too
         env["CELERY_EXPORTER_MANAGEMENT_URL"] = lay.management_url
     probe, flags = (
         health.exporter(lay.url(name) + "/metrics"),
         frozenset({"--address", "--port", "--consumers-interval"}),
     )
     return _server(
-        lay, name, "exporter", argv, REPO, probe, env=env, job="celery-queue-exporter", deployment_flags=flags
+        lay,
+        name,
+        "exporter",
+        argv,
+        REPO,
+        probe,
+        env=env,
+        job="celery-queue-exporter",
+        broker=broker,
+        deployment_flags=flags,
     )
 
 
@@ -323,8 +349,21 @@ def target_files(config: Mapping[str, Any], components: Mapping[str, Component])
     return files
 
 
-def write_targets(prom_dir: Path, config: Mapping[str, Any], components: Mapping[str, Component]) -> None:
+def target_groups(config: Mapping[str, Any], components: Mapping[str, Component]) -> dict[str, list[dict[str, Any]]]:
+    """`target_files` as file_sd target groups: one group per broker, labelled with it
+    (prometheus/file_sd.py), for the targets that read a broker."""
+    at = {f"{HOST}:{c.port}": c for c in components.values() if c.port}
+    out: dict[str, list[dict[str, Any]]] = {}
     for path, addresses in target_files(config, components).items():
+        brokers = list(dict.fromkeys(at[a].broker for a in addresses))
+        out[path] = [
+            group for b in brokers for group in file_sd.target_groups([a for a in addresses if at[a].broker == b], b)
+        ]
+    return out
+
+
+def write_targets(prom_dir: Path, config: Mapping[str, Any], components: Mapping[str, Component]) -> None:
+    for path, groups in target_groups(config, components).items():
         dest = prom_dir / path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text("- targets: [" + ", ".join(f"'{a}'" for a in addresses) + "]\n")
+        dest.write_text(file_sd.dump(groups))

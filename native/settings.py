@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from native.components import AMQP_SCHEMES, DEFAULT_PORTS, HOST, REPO, TOOLS_BIN, VENV_BIN
+from prometheus.file_sd import DEFAULT_BROKER, BrokerNameError, check_broker_name
 
 __all__ = ["HOST", "REPO", "TOOLS_BIN", "VENV_BIN", "Settings", "flower_basic_auth", "load"]
 
@@ -33,6 +34,7 @@ class Settings:
     alertmanager_port: int
     receiver_port: int
     alert_profile: str
+    broker_name: str = DEFAULT_BROKER  # the `broker` label of the exporter's and Flower's targets
     management_url: str | None = None  # RabbitMQ's management API, when not on the broker's host:15672
 
     @property
@@ -80,6 +82,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
     broker = env.get("CELERY_BROKER_URL", f"redis://{HOST}:{DEFAULT_PORTS['redis']}/0")
     if urlsplit(broker).scheme.lower() not in ("redis", "rediss", *AMQP_SCHEMES):
         raise SystemExit(f"CELERY_BROKER_URL must be a redis:// or amqp:// URL, got scheme {urlsplit(broker).scheme!r}")
+    try:
+        broker_name = check_broker_name(env.get("BROKER_NAME", DEFAULT_BROKER))
+    except BrokerNameError as e:
+        raise SystemExit(f"BROKER_NAME: {e}") from None
     return Settings(
         run_dir=Path(env.get("STACK_RUN_DIR", REPO / "run")).resolve(),
         broker_url=broker,
@@ -89,6 +95,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         alertmanager_port=_port(env, "ALERTMANAGER_PORT", DEFAULT_PORTS["alertmanager"]),
         receiver_port=_port(env, "RECEIVER_PORT", DEFAULT_PORTS["receiver"]),
         alert_profile=profile,
+        broker_name=broker_name,
         management_url=env.get("RABBITMQ_MANAGEMENT_URL") or None,
     )
 

@@ -54,6 +54,7 @@ def layout(s: Settings) -> Layout:
         run_dir=s.run_dir,
         broker_url=s.broker_url,
         management_url=s.management_url,
+        broker_name=s.broker_name,
         flower_basic_auth=flower_basic_auth(s.run_dir),
         ports=s.ports,
         venv_bin=VENV_BIN,
@@ -220,7 +221,8 @@ def up() -> int:
         print(f"alert channels: {exc}", file=sys.stderr)
         return 2
     print(
-        f"Starting the stack ({broker_note}, alert profile {s.alert_profile}, alert channels: "
+        f"Starting the stack ({broker_note} as broker {s.broker_name}, alert profile {s.alert_profile}, "
+        f"alert channels: "
         f"{'; '.join(configured) or 'local receiver only'}) ..."
     )
     try:

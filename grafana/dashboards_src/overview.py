@@ -39,7 +39,7 @@ from grafana.style import (
     none_is_bad,
     thresholds,
 )
-from grafana.variables import QUEUE_VARIABLE
+from grafana.variables import BROKER, BROKER_OR_NONE, QUEUE_VARIABLE, on_broker
 from prometheus.generate import promql
 
 UID = OVERVIEW_UID
@@ -49,7 +49,7 @@ VARIABLES = (QUEUE_VARIABLE,)
 OUTCOMES = "task-succeeded|task-failed|task-retried|task-rejected|task-revoked"
 SCRAPE_JOBS = "celery-queue-exporter|flower|prometheus|alertmanager"
 _T = BACKLOG_ALERT_THRESHOLD
-_QUEUES = 'queue_name=~"$queue_name"'
+_QUEUES = f'{BROKER}, queue_name=~"$queue_name"'
 _LENGTH = f"{Rec.QUEUE_LENGTH}{{{_QUEUES}}}"
 _DONE = 'type=~"task-succeeded|task-failed"'
 
@@ -65,29 +65,35 @@ class Q:
     BACKLOG_TOTAL = f"sum({_LENGTH})"
     # The alert's own split: queues with their own threshold (overrides) are compared with it.
     QUEUES_OVER_THRESHOLD = f"count({BACKLOG.exceeded(Rec.QUEUE_LENGTH, [_QUEUES])}) or (sum({_LENGTH}) * 0)"
-    OLDEST_WAITING = 'max(celery_queue_oldest_message_age_seconds{queue_name=~"$queue_name"})'
-    WORKERS_ONLINE = 'count(flower_worker_online == 1) or (max(up{job="flower"}) * 0)'
+    OLDEST_WAITING = f"max(celery_queue_oldest_message_age_seconds{{{_QUEUES}}})"
+    WORKERS_ONLINE = f'count(flower_worker_online{{{BROKER}}} == 1) or (max(up{{job="flower", {BROKER}}}) * 0)'
     QUEUES_WITHOUT_CONSUMERS = (
-        'count(celery_queue_consumers{queue_name=~"$queue_name"} == 0)'
-        ' or (sum(celery_queue_consumers{queue_name=~"$queue_name"}) * 0)'
+        f"count(celery_queue_consumers{{{_QUEUES}}} == 0) or (sum(celery_queue_consumers{{{_QUEUES}}}) * 0)"
     )
-    FIRING_ALERTS_COUNT = 'count(ALERTS{alertstate="firing"}) or vector(0)'
-    BACKLOG_BY_QUEUE = f"sum by (queue_name) ({_LENGTH})"
+    FIRING_ALERTS_COUNT = f'count(ALERTS{{alertstate="firing", {BROKER}}}) or vector(0)'
+    BACKLOG_BY_QUEUE = f"sum by (broker, queue_name) ({_LENGTH})"
     # The task rules aggregate worker away (task-sent events carry the producer's hostname).
-    TASK_RATE_BY_OUTCOME = f'sum by (type) ({Rec.EVENTS_RATE}{{type=~"{OUTCOMES}"}})'
-    FAILURE_RATIO = f'(sum({Rec.EVENTS_RATE}{{type="task-failed"}}) or vector(0)) / sum({Rec.EVENTS_RATE}{{{_DONE}}})'
+    TASK_RATE_BY_OUTCOME = f'sum by (type) ({Rec.EVENTS_RATE}{{type=~"{OUTCOMES}", {BROKER}}})'
+    FAILURE_RATIO = (
+        f'(sum({Rec.EVENTS_RATE}{{type="task-failed", {BROKER}}}) or vector(0))'
+        f" / sum({Rec.EVENTS_RATE}{{{_DONE}, {BROKER}}})"
+    )
     # ALERTS_FOR_STATE holds when each active alert became active (Unix seconds).
-    FIRING_ALERTS = '(ALERTS_FOR_STATE and ignoring(alertstate) ALERTS{alertstate="firing"}) * 1000'
-    TARGETS_UP = f'min by (job) (up{{job=~"{SCRAPE_JOBS}"}})'
-    BROKER_UP = "min(celery_broker_up)"
-    EXPORTER_VERSION = "max by (version) (celery_exporter_build_info)"
-    EXPORTER_SCRAPE_DURATION = "max(celery_exporter_scrape_duration_seconds)"
-    PROMETHEUS_SCRAPE_DURATION = 'max(scrape_duration_seconds{job="celery-queue-exporter"})'
+    FIRING_ALERTS = (
+        f'(ALERTS_FOR_STATE{{{BROKER}}} and ignoring(alertstate) ALERTS{{alertstate="firing", {BROKER}}}) * 1000'
+    )
+    TARGETS_UP = f'min by (job, broker) (up{{job=~"{SCRAPE_JOBS}", {BROKER_OR_NONE}}})'
+    BROKER_UP = f"min by (broker) (celery_broker_up{{{BROKER}}})"
+    EXPORTER_VERSION = f"max by (version) (celery_exporter_build_info{{{BROKER}}})"
+    EXPORTER_SCRAPE_DURATION = f"max(celery_exporter_scrape_duration_seconds{{{BROKER}}})"
+    PROMETHEUS_SCRAPE_DURATION = f'max(scrape_duration_seconds{{job="celery-queue-exporter", {BROKER}}})'
     # What the exporter knows it cannot see (each has its own alert, CeleryExporter...).
-    QUEUES_NOT_REPORTED = "sum(celery_exporter_queues_dropped)"
-    CONSUMERS_READING_AGE = "time() - max by (instance) (celery_queue_consumers_timestamp_seconds)"
-    SCRAPE_ERRORS_BY_REASON = f"sum by (reason) (rate(celery_exporter_scrape_errors_total[{RATE_WINDOW}]))"
-    UNACKED_UNATTRIBUTED = "sum(celery_exporter_unacked_unattributed)"
+    QUEUES_NOT_REPORTED = f"sum(celery_exporter_queues_dropped{{{BROKER}}})"
+    CONSUMERS_READING_AGE = f"time() - max by (broker, instance) (celery_queue_consumers_timestamp_seconds{{{BROKER}}})"
+    SCRAPE_ERRORS_BY_REASON = (
+        f"sum by (broker, reason) (rate(celery_exporter_scrape_errors_total{{{BROKER}}}[{RATE_WINDOW}]))"
+    )
+    UNACKED_UNATTRIBUTED = f"sum(celery_exporter_unacked_unattributed{{{BROKER}}})"
 
 
 def build() -> Dashboard:
@@ -187,7 +193,7 @@ def build() -> Dashboard:
                     else ""
                 )
                 + ". Click a bar to open that queue.",
-                [target(Q.BACKLOG_BY_QUEUE, "{{queue_name}}", instant=True)],
+                [target(Q.BACKLOG_BY_QUEUE, on_broker("{{queue_name}}"), instant=True)],
                 Unit.COUNT,
                 backlog_default,
                 links=link_to_queue(),
@@ -237,7 +243,7 @@ def build() -> Dashboard:
                 transformations=[
                     organize(
                         exclude=["Time", "__name__", "alertstate"],
-                        order=["alertname", "severity", "queue_name", "Value"],
+                        order=["alertname", "severity", "broker", "queue_name", "Value"],
                         rename={"Value": "Active since"},
                     )
                 ],
@@ -251,7 +257,7 @@ def build() -> Dashboard:
                 "Scrape targets",
                 "Is each part of the monitoring reachable? Prometheus' `up` per scrape job: the "
                 "queue exporter, Flower, Prometheus itself and Alertmanager.",
-                [target(Q.TARGETS_UP, "{{job}}")],
+                [target(Q.TARGETS_UP, "{{job}} {{broker}}")],
                 Unit.STATE,
                 none_is_bad(),
                 width=6,
@@ -265,7 +271,7 @@ def build() -> Dashboard:
             stat_panel(
                 "Broker up",
                 "Can the exporter reach Redis? When DOWN, every queue number above is stale.",
-                [target(Q.BROKER_UP, "broker")],
+                [target(Q.BROKER_UP, "{{broker}}")],
                 Unit.STATE,
                 none_is_bad(),
                 width=3,
@@ -325,7 +331,7 @@ def build() -> Dashboard:
                 "back at each reading; climbing on means no reading succeeds (workers do not answer, or "
                 "the broker refuses the inspect, e.g. an ACL): CeleryExporterConsumersStale. Empty when "
                 "the reading is disabled (--consumers-interval 0).",
-                [target(Q.CONSUMERS_READING_AGE, "{{instance}}")],
+                [target(Q.CONSUMERS_READING_AGE, on_broker("{{instance}}"))],
                 Unit.SECONDS,
                 width=12,
                 height=7,
@@ -341,7 +347,7 @@ def build() -> Dashboard:
                 "queue cannot be told. Any of them means gaps or wrong values in the queue panels "
                 "(CeleryExporterScrapeErrors).",
                 [
-                    target(Q.SCRAPE_ERRORS_BY_REASON, "{{reason}}"),
+                    target(Q.SCRAPE_ERRORS_BY_REASON, on_broker("{{reason}}")),
                     target(Q.UNACKED_UNATTRIBUTED, "unacked without a queue"),
                 ],
                 Unit.ERRORS_PER_S,

@@ -19,7 +19,7 @@ from grafana.frame import dashboard
 from grafana.ids import QUEUES_UID
 from grafana.panels import bargauge_panel, consumers_graph, target, timeseries_panel
 from grafana.style import BACKLOG_WARN, OLDEST_WAIT_WARN_S, Color, Unit, backlog_colors, fraction, thresholds
-from grafana.variables import QUEUE_VARIABLE
+from grafana.variables import BROKER, QUEUE_VARIABLE, on_broker
 from prometheus.generate import promql
 
 UID = QUEUES_UID
@@ -29,7 +29,9 @@ VARIABLES = (QUEUE_VARIABLE,)
 _T = BACKLOG_ALERT_THRESHOLD
 # Window of the time-to-drain slope: long enough to smooth prefetch bursts.
 DRAIN_WINDOW = "10m"
-_LENGTH = f'{Rec.QUEUE_LENGTH}{{queue_name=~"$queue_name"}}'
+_QUEUES = f'{BROKER}, queue_name=~"$queue_name"'
+_LENGTH = f"{Rec.QUEUE_LENGTH}{{{_QUEUES}}}"
+_QUEUE = on_broker("{{queue_name}}")  # the legend of a per-queue series: "default (payments)"
 
 
 class Q:
@@ -44,17 +46,18 @@ class Q:
 
     BACKLOG = _LENGTH
     BACKLOG_NOW = BACKLOG
-    BY_PRIORITY = 'sum by (queue_name, priority) (celery_queue_priority_length{queue_name=~"$queue_name"})'
-    UNACKED = 'sum by (queue_name) (celery_queue_unacked{queue_name=~"$queue_name"})'
-    OLDEST_AGE = 'max by (queue_name) (celery_queue_oldest_message_age_seconds{queue_name=~"$queue_name"})'
-    UNACKED_OLDEST_AGE = 'max by (queue_name) (celery_queue_unacked_oldest_age_seconds{queue_name=~"$queue_name"})'
-    CONSUMERS = 'min by (queue_name) (celery_queue_consumers{queue_name=~"$queue_name"})'
-    CONSUMED = f'sum({Rec.EVENTS_RATE}{{type="task-received"}})'
+    BY_PRIORITY = f"sum by (broker, queue_name, priority) (celery_queue_priority_length{{{_QUEUES}}})"
+    UNACKED = f"sum by (broker, queue_name) (celery_queue_unacked{{{_QUEUES}}})"
+    OLDEST_AGE = f"max by (broker, queue_name) (celery_queue_oldest_message_age_seconds{{{_QUEUES}}})"
+    UNACKED_OLDEST_AGE = f"max by (broker, queue_name) (celery_queue_unacked_oldest_age_seconds{{{_QUEUES}}})"
+    CONSUMERS = f"min by (broker, queue_name) (celery_queue_consumers{{{_QUEUES}}})"
+    CONSUMED = f'sum({Rec.EVENTS_RATE}{{type="task-received", {BROKER}}})'
     # What went in = what came out + what stayed (the backlog's growth).
     PUBLISHED_DERIVED = (
-        f'clamp_min(sum({Rec.EVENTS_RATE}{{type="task-received"}}) + sum(deriv({Rec.QUEUE_LENGTH}[{RATE_WINDOW}])), 0)'
+        f'clamp_min(sum({Rec.EVENTS_RATE}{{type="task-received", {BROKER}}})'
+        f" + sum(deriv({Rec.QUEUE_LENGTH}{{{BROKER}}}[{RATE_WINDOW}])), 0)"
     )
-    PUBLISHED_EVENTS = f'sum({Rec.EVENTS_RATE}{{type="task-sent"}})'
+    PUBLISHED_EVENTS = f'sum({Rec.EVENTS_RATE}{{type="task-sent", {BROKER}}})'
     NET_GROWTH = f"deriv({_LENGTH}[$__rate_interval])"
     # Backlog / how fast it shrinks; only queues that shrink have an estimate.
     TIME_TO_DRAIN = f"{_LENGTH} / (-deriv({_LENGTH}[{DRAIN_WINDOW}]) > 0)"
@@ -99,7 +102,7 @@ def build() -> Dashboard:
                 f"Which queue piles up, and since when? Ready tasks per queue; the dashed red line "
                 f"is the CeleryQueueBacklog threshold ({_T}, fires after {BACKLOG.for_} above)."
                 + _own_lines(BACKLOG.listing()),
-                [target(Q.BACKLOG, "{{queue_name}}")],
+                [target(Q.BACKLOG, _QUEUE)],
                 Unit.COUNT,
                 width=16,
                 threshold_steps=backlog_line,
@@ -116,7 +119,7 @@ def build() -> Dashboard:
                     if BACKLOG.overrides
                     else "."
                 ),
-                [target(Q.BACKLOG_NOW, "{{queue_name}}", instant=True)],
+                [target(Q.BACKLOG_NOW, _QUEUE, instant=True)],
                 Unit.COUNT,
                 backlog_bar,
                 series_thresholds=backlog_bars,
@@ -127,7 +130,7 @@ def build() -> Dashboard:
                 "Ready tasks per priority",
                 "Is the backlog made of low-priority work? Ready tasks per queue and priority "
                 "(Celery's Redis priority levels; 0 is the most urgent).",
-                [target(Q.BY_PRIORITY, "{{queue_name}} priority {{priority}}")],
+                [target(Q.BY_PRIORITY, _QUEUE + " priority {{priority}}")],
                 Unit.COUNT,
                 stacked=True,
             )
@@ -137,7 +140,7 @@ def build() -> Dashboard:
                 "Unacked per queue",
                 "How many tasks did workers take but not yet acknowledge (prefetched or running)? "
                 "High while the backlog is low means workers hoard tasks (prefetch).",
-                [target(Q.UNACKED, "{{queue_name}}")],
+                [target(Q.UNACKED, _QUEUE)],
                 Unit.COUNT,
             )
         )
@@ -149,7 +152,7 @@ def build() -> Dashboard:
                 f"nothing consumes that queue. Dashed: orange from {promql.number(OLDEST_WAIT_WARN_S)} s, "
                 f"red from {promql.number(OLDEST_WAIT_CRIT_S)} s, the CeleryQueueLatencyHigh threshold (fires "
                 f"after {LATENCY.for_} above)." + _own_lines(LATENCY.listing(" s")),
-                [target(Q.OLDEST_AGE, "{{queue_name}}")],
+                [target(Q.OLDEST_AGE, _QUEUE)],
                 Unit.SECONDS,
                 threshold_steps=wait_line,
                 series_thresholds=wait_lines,
@@ -159,7 +162,7 @@ def build() -> Dashboard:
             timeseries_panel(
                 "Oldest unacked message age",
                 "Is a delivered task stuck? Age of the oldest unacknowledged message per queue; " + unacked_line,
-                [target(Q.UNACKED_OLDEST_AGE, "{{queue_name}}")],
+                [target(Q.UNACKED_OLDEST_AGE, _QUEUE)],
                 Unit.SECONDS,
                 threshold_steps=thresholds(Color.NONE, (VISIBILITY_TIMEOUT_S, Color.BAD)),
             )
@@ -196,7 +199,7 @@ def build() -> Dashboard:
                 "Net growth per queue",
                 "Which queue fills up and which drains? Slope of each backlog: above 0 tasks arrive "
                 "faster than they leave, below 0 the queue drains.",
-                [target(Q.NET_GROWTH, "{{queue_name}}")],
+                [target(Q.NET_GROWTH, _QUEUE)],
                 Unit.TASKS_PER_S,
                 width=8,
                 min_value=None,
@@ -210,7 +213,7 @@ def build() -> Dashboard:
                 f"When will each queue be empty at the pace of the last {DRAIN_WINDOW}? Backlog "
                 "divided by how fast it shrinks; a queue that is not shrinking has no estimate "
                 "(it will not drain without more consumers).",
-                [target(Q.TIME_TO_DRAIN, "{{queue_name}}", instant=True)],
+                [target(Q.TIME_TO_DRAIN, _QUEUE, instant=True)],
                 Unit.SECONDS,
                 thresholds(Color.OK, (OLDEST_WAIT_CRIT_S, Color.WARN), (VISIBILITY_TIMEOUT_S, Color.BAD)),
                 width=24,

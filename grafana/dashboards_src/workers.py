@@ -12,15 +12,19 @@ from grafana.frame import dashboard
 from grafana.ids import WORKERS_UID
 from grafana.panels import consumers_graph, organize, state_panel, table_panel, target, timeseries_panel
 from grafana.style import ONLINE_OFFLINE, UP_DOWN, Unit
-from grafana.variables import TASK_VARIABLE, WORKER_VARIABLE
+from grafana.variables import BROKER, TASK_VARIABLE, WORKER_VARIABLE, on_broker
 
 UID = WORKERS_UID
 TITLE = "Celery / Workers and tasks"
 VARIABLES = (WORKER_VARIABLE, TASK_VARIABLE)
 
 OUTCOMES = "task-succeeded|task-failed|task-retried|task-rejected|task-revoked"
-_SEL = 'worker=~"$worker", task=~"$task"'
-_TASK = 'task=~"$task"'
+_WORKER = f'{BROKER}, worker=~"$worker"'
+_SEL = f'{_WORKER}, task=~"$task"'
+_TASK = f'{BROKER}, task=~"$task"'
+# Legends: a worker or task name is unique only within its broker.
+_W = on_broker("{{worker}}")
+_T = on_broker("{{task}}")
 # The task recording rules sum workers away: panels reading them follow $task, not $worker.
 ALL_WORKERS = "all workers (the alerting layer's recording rules sum workers away: the Worker filter does not apply)"
 
@@ -30,21 +34,22 @@ class Q:
     (grafana.alerting_layer.Rec) where one holds what a panel shows, raw metrics otherwise (per worker,
     or over the dashboard's time range)."""
 
-    ONLINE = 'max by (worker) (flower_worker_online{worker=~"$worker"})'
+    ONLINE = f"max by (broker, worker) (flower_worker_online{{{_WORKER}}})"
     # The exporter's inspect: 1 answered the latest one, 0 answered before and no longer does.
-    UP = 'max by (worker) (celery_worker_up{worker=~"$worker"})'
-    BROKER_CONSUMERS = "min by (queue_name) (celery_queue_consumers)"
-    EXECUTING = 'sum by (worker) (flower_worker_number_of_currently_executing_tasks{worker=~"$worker"})'
-    PREFETCHED = f"sum by (worker) (flower_worker_prefetched_tasks{{{_SEL}}})"
+    UP = f"max by (broker, worker) (celery_worker_up{{{_WORKER}}})"
+    BROKER_CONSUMERS = f"min by (broker, queue_name) (celery_queue_consumers{{{BROKER}}})"
+    EXECUTING = f"sum by (broker, worker) (flower_worker_number_of_currently_executing_tasks{{{_WORKER}}})"
+    PREFETCHED = f"sum by (broker, worker) (flower_worker_prefetched_tasks{{{_SEL}}})"
     FINISHED = (
-        f'sum by (worker) (rate(flower_events_total{{type=~"task-succeeded|task-failed", {_SEL}}}[$__rate_interval]))'
+        "sum by (broker, worker) "
+        f'(rate(flower_events_total{{type=~"task-succeeded|task-failed", {_SEL}}}[$__rate_interval]))'
     )
     RUNTIME_P50 = f"{Rec.RUNTIME_P50}{{{_TASK}}}"
     RUNTIME_P90 = f"{Rec.RUNTIME_P90}{{{_TASK}}}"
     RUNTIME_P99 = f"{Rec.RUNTIME_P99}{{{_TASK}}}"
-    PREFETCH_WAIT = f"max by (task) (flower_task_prefetch_time_seconds{{{_SEL}}})"
-    RETRIES = f'sum by (task) ({Rec.EVENTS_RATE}{{type="task-retried", {_TASK}}})'
-    FAILURES = f'sum by (task) ({Rec.EVENTS_RATE}{{type="task-failed", {_TASK}}})'
+    PREFETCH_WAIT = f"max by (broker, task) (flower_task_prefetch_time_seconds{{{_SEL}}})"
+    RETRIES = f'sum by (broker, task) ({Rec.EVENTS_RATE}{{type="task-retried", {_TASK}}})'
+    FAILURES = f'sum by (broker, task) ({Rec.EVENTS_RATE}{{type="task-failed", {_TASK}}})'
     OUTCOMES_IN_RANGE = f'sum by (task, type) (increase(flower_events_total{{type=~"{OUTCOMES}", {_SEL}}}[$__range]))'
 
 
@@ -77,7 +82,7 @@ def _events_by_task(title: str, question: str, event: str, expr: str, no_value: 
     return timeseries_panel(
         title,
         f"{question} {event} events per second per task over {RATE_WINDOW}, {ALL_WORKERS}.",
-        [target(expr, "{{task}}")],
+        [target(expr, _T)],
         Unit.TASKS_PER_S,
         width=8,
         no_value=no_value,
@@ -100,7 +105,7 @@ def build() -> Dashboard:
                 "a new worker and of a clean shutdown (worker-offline), but a SIGKILLed or OOM-killed "
                 "worker sends nothing and stays online here. 'Worker up (exporter)' next to it "
                 "catches that.",
-                [target(Q.ONLINE, "{{worker}}")],
+                [target(Q.ONLINE, _W)],
                 ONLINE_OFFLINE,
             )
         )
@@ -113,7 +118,7 @@ def build() -> Dashboard:
                 "cannot tell a crash from a clean shutdown. DOWN here and offline in Flower: shut down "
                 "cleanly. DOWN here but online in Flower: crashed, killed or cut off from the broker "
                 "(the CeleryWorkerDown alert).",
-                [target(Q.UP, "{{worker}}")],
+                [target(Q.UP, _W)],
                 UP_DOWN,
             )
         )
@@ -129,7 +134,7 @@ def build() -> Dashboard:
         )
     )
     for title, description, expr, unit in PER_WORKER:
-        board = board.with_panel(timeseries_panel(title, description, [target(expr, "{{worker}}")], unit, width=8))
+        board = board.with_panel(timeseries_panel(title, description, [target(expr, _W)], unit, width=8))
     return (
         board.with_row(Row("Tasks"))
         .with_panel(
@@ -138,9 +143,9 @@ def build() -> Dashboard:
                 "Which tasks are slow, and is it every call or the tail? Runtime quantiles per task "
                 f"from Flower's histogram, over tasks finished in the last {RATE_WINDOW}; {ALL_WORKERS}.",
                 [
-                    target(Q.RUNTIME_P50, "{{task}} p50"),
-                    target(Q.RUNTIME_P90, "{{task}} p90"),
-                    target(Q.RUNTIME_P99, "{{task}} p99"),
+                    target(Q.RUNTIME_P50, _T + " p50"),
+                    target(Q.RUNTIME_P90, _T + " p90"),
+                    target(Q.RUNTIME_P99, _T + " p99"),
                 ],
                 Unit.SECONDS,
             )
@@ -150,7 +155,7 @@ def build() -> Dashboard:
                 "Prefetch wait per task",
                 "How long did the latest task wait inside a worker between being received and "
                 "started? Non-zero for long means workers prefetch more than they can run.",
-                [target(Q.PREFETCH_WAIT, "{{task}}")],
+                [target(Q.PREFETCH_WAIT, _T)],
                 Unit.SECONDS,
             )
         )

@@ -73,6 +73,17 @@ class AlertSpec:
         return self.name.lower()
 
 
+# The label Prometheus sets on each exporter and Flower target to name the broker it reads (one
+# exporter may probe several; prometheus/file_sd.py writes it). Every join, aggregation and
+# Alertmanager grouping keeps it, so two brokers' `default` queues stay two. Absent on a target,
+# it matches as empty: the job alone is then the broker.
+BROKER_LABEL = "broker"
+# Named in a description when the series carry it: "Queue default on broker payments ...".
+ON_BROKER = "{{ with $labels.broker }} on broker {{ . }}{{ end }}"
+# The labels one exporter target's series are joined on: one target may read several brokers.
+TARGET = f"job, instance, {BROKER_LABEL}"
+QUEUE = f"{TARGET}, queue_name"
+
 # --- the series alerts read while the exporter or broker is blind ---------------------------
 # name of the recording rule -> the exporter metric it holds
 LAST_KNOWN = {
@@ -89,7 +100,7 @@ def last_known_expr(metric: str, hold: str) -> str:
     """The live series, or while the exporter cannot read the broker (down, or celery_broker_up 0)
     the last value seen within `hold`: an outage must not look like a recovery."""
     held = f"last_over_time({metric}[{hold}])"
-    return f"{metric}\nor\n(\n  {held}\n  unless on (job, instance)\n  (celery_broker_up == 1)\n)"
+    return f"{metric}\nor\n(\n  {held}\n  unless on ({TARGET})\n  (celery_broker_up == 1)\n)"
 
 
 def _queue(metric: str, c: RuleContext) -> str:
@@ -99,11 +110,6 @@ def _queue(metric: str, c: RuleContext) -> str:
 def _up(c: RuleContext, job_key: str) -> str:
     job = q.string(c.settings["jobs"][job_key])
     return f"up{{job={job}}} == 0\nor\nabsent(up{{job={job}}})"
-
-
-# The label Prometheus sets on each exporter target to name the broker it reads (one exporter may
-# probe several). Absent on a target, it matches as empty: the job alone is then the broker.
-BROKER_LABEL = "broker"
 
 
 def _exporter_up(c: RuleContext) -> str:
@@ -127,7 +133,7 @@ def backlog(c: RuleContext) -> Built:
     t = q.number(c.params["threshold"])
     return Built(
         f"{_queue('queue_name:celery_queue_length:last_known', c)} > {t}",
-        "Queue {{ $labels.queue_name }} holds {{ $value | humanize }} tasks waiting for a worker "
+        f"Queue {{{{ $labels.queue_name }}}}{ON_BROKER} holds {{{{ $value | humanize }}}} tasks waiting for a worker "
         f"(threshold {t}).",
     )
 
@@ -142,13 +148,13 @@ def backlog_critical(c: RuleContext) -> Built:
     # (predict_linear would read a one-off batch of tasks as runaway growth.)
     slowest = f"min_over_time(deriv({raw}[{step}])[{window}:1m])"
     expr = (
-        f"{length} > {crit}\nor\n(\n  {length} > {warn}\n  and on (job, instance, queue_name)\n"
+        f"{length} > {crit}\nor\n(\n  {length} > {warn}\n  and on ({QUEUE})\n"
         f"  ({length} + {q.number(q.seconds(horizon))} * {slowest}) > {crit}\n"
-        f"  and on (job, instance, queue_name)\n  {raw} offset {window}\n)"
+        f"  and on ({QUEUE})\n  {raw} offset {window}\n)"
     )
     return Built(
         expr,
-        "Queue {{ $labels.queue_name }} holds {{ $value | humanize }} tasks waiting: over "
+        f"Queue {{{{ $labels.queue_name }}}}{ON_BROKER} holds {{{{ $value | humanize }}}} tasks waiting: over "
         f"{crit}, or over {warn} and growing in every {step} of the last {window} at a pace that "
         f"passes {crit} within {horizon}.",
     )
@@ -158,13 +164,13 @@ def no_consumers(c: RuleContext) -> Built:
     n = q.number(c.params["min_waiting"])
     expr = (
         f"{_queue('queue_name:celery_queue_length:last_known', c)} >= {n}\n"
-        "and on (job, instance, queue_name)\n"
+        f"and on ({QUEUE})\n"
         f"{_queue('queue_name:celery_queue_consumers:last_known', c)} == 0"
     )
     return Built(
         expr,
-        "Queue {{ $labels.queue_name }} holds {{ $value | humanize }} tasks and no worker consumes it "
-        "(inspect active_queues): they wait until a worker subscribes to this queue.",
+        f"Queue {{{{ $labels.queue_name }}}}{ON_BROKER} holds {{{{ $value | humanize }}}} tasks and no worker "
+        "consumes it (inspect active_queues): they wait until a worker subscribes to this queue.",
     )
 
 
@@ -172,7 +178,8 @@ def latency(c: RuleContext) -> Built:
     t = c.params["threshold"]
     return Built(
         f"{_queue('queue_name:celery_queue_oldest_message_age_seconds:last_known', c)} > {q.number(t)}",
-        "The oldest task waiting in queue {{ $labels.queue_name }} has waited {{ $value | humanizeDuration }} "
+        f"The oldest task waiting in queue {{{{ $labels.queue_name }}}}{ON_BROKER} has waited "
+        "{{ $value | humanizeDuration }} "
         f"(threshold {q.duration(t)}).",
     )
 
@@ -181,27 +188,26 @@ def unacked_stuck(c: RuleContext) -> Built:
     t = c.params["threshold"]
     age = _queue("queue_name:celery_queue_unacked_oldest_age_seconds:last_known", c)
     if t is None:
-        expr = (
-            f"{age}\n> on (job, instance) group_left ()\ninstance:celery_broker_visibility_timeout_seconds:last_known"
-        )
+        expr = f"{age}\n> on ({TARGET}) group_left ()\ninstance:celery_broker_visibility_timeout_seconds:last_known"
         limit = "the broker's visibility timeout, celery_broker_visibility_timeout_seconds"
     else:
         expr = f"{age} > {q.number(t)}"
         limit = q.duration(t)
     return Built(
         expr,
-        "Queue {{ $labels.queue_name }} has a message delivered {{ $value | humanizeDuration }} ago and "
-        f"still not acknowledged, longer than {limit}: the worker holding it died or hangs, and the "
-        "message runs again only when a live worker restores it.",
+        f"Queue {{{{ $labels.queue_name }}}}{ON_BROKER} has a message delivered "
+        f"{{{{ $value | humanizeDuration }}}} ago and still not acknowledged, longer than {limit}: "
+        "the worker holding it died or hangs, and the message runs again only when a live worker restores it.",
     )
 
 
 # --- workers --------------------------------------------------------------------------------
 def worker_down(c: RuleContext) -> Built:
-    expr = "worker:celery_worker_up:last_known == 0\nunless on (worker)\n(flower_worker_online == 0)"
+    # Flower serves one broker and its target carries that broker's label, as the exporter's does.
+    expr = f"worker:celery_worker_up:last_known == 0\nunless on ({BROKER_LABEL}, worker)\n(flower_worker_online == 0)"
     return Built(
         expr,
-        "Worker {{ $labels.worker }} answered the exporter's inspect before and no longer does, and "
+        f"Worker {{{{ $labels.worker }}}}{ON_BROKER} answered the exporter's inspect before and no longer does, and "
         "it did not shut down cleanly (no worker-offline event): it crashed, was killed (SIGKILL, "
         "OOM killer) or lost the broker.",
     )
@@ -213,12 +219,12 @@ def failure_rate(c: RuleContext) -> Built:
     t, n = c.params["threshold"], c.params["min_completed"]
     expr = (
         f"{q.selector(f'task:flower_task_failures:ratio_rate{window}', c.matchers)} > {q.number(t)}\n"
-        "and on (task)\n"
+        f"and on ({BROKER_LABEL}, task)\n"
         f"task:flower_task_completions:increase{window} >= {q.number(n)}"
     )
     return Built(
         expr,
-        "{{ $value | humanizePercentage }} of {{ $labels.task }} runs failed over the last "
+        f"{{{{ $value | humanizePercentage }}}} of {{{{ $labels.task }}}} runs{ON_BROKER} failed over the last "
         f"{window} (threshold {q.percent(t)}, counted once {q.number(n)} runs finished in {window}).",
     )
 
@@ -232,15 +238,20 @@ def beat_missing(c: RuleContext) -> Built:
     # success (and again after its restart): a series younger than the window counts as one.
     flower = q.string(c.settings["jobs"]["flower"])
     # A Flower younger than the window cannot have seen N periods (with no history from before).
+    # Per broker (each Flower serves one): a broker whose Flower never saw the task counts 0; with
+    # no Flower target at all, one broker-less 0 (CeleryFlowerDown fires then, and inhibits it).
+    b = BROKER_LABEL
+    increase = f"sum by ({b}) (increase({s}[{window}]))"
     expr = (
-        f"(\n  sum(increase({s}[{window}]))\n  +\n"
-        f"  (count({s} unless {s} offset {window}) or vector(0))\n"
-        "  or\n  vector(0)\n) < 1\n"
-        f"unless on ()\n(time() - max(process_start_time_seconds{{job={flower}}}) < {q.number(q.seconds(window))})"
+        f"(\n  {increase}\n  +\n"
+        f"  (count by ({b}) ({s} unless {s} offset {window}) or {increase} * 0)\n"
+        f"  or\n  sum by ({b}) (up{{job={flower}}}) * 0\n  or on ()\n  vector(0)\n) < 1\n"
+        f"unless on ({b})\n"
+        f"(time() - max by ({b}) (process_start_time_seconds{{job={flower}}}) < {q.number(q.seconds(window))})"
     )
     return Built(
         expr,
-        f"{c.item} has not succeeded in the last {window} ({periods} periods of {period}): celery "
+        f"{c.item} has not succeeded{ON_BROKER} in the last {window} ({periods} periods of {period}): celery "
         "beat is down, the queue of the task is not consumed, or the task fails.",
         {"task": c.item},
     )
@@ -250,7 +261,8 @@ def beat_missing(c: RuleContext) -> Built:
 def broker_down(c: RuleContext) -> Built:
     return Built(
         "celery_broker_up == 0",
-        "The exporter {{ $labels.instance }} cannot read the Redis broker: no task can be published or "
+        "The exporter {{ $labels.instance }} cannot read the Redis broker{{ with $labels.broker }} "
+        "{{ . }}{{ end }}: no task can be published or "
         "consumed. Queue and worker alerts from it keep their last state and are inhibited.",
     )
 
@@ -258,8 +270,8 @@ def broker_down(c: RuleContext) -> Built:
 def exporter_down(c: RuleContext) -> Built:
     return Built(
         _exporter_up(c),
-        "Prometheus gets no metrics from {{ $labels.job }}{{ with $labels.instance }} at {{ . }}{{ end }}: "
-        f"queue and worker alerts are blind (they keep their last state for {c.settings['blind_hold']}, "
+        "Prometheus gets no metrics from {{ $labels.job }}{{ with $labels.instance }} at {{ . }}{{ end }}"
+        f"{ON_BROKER}: queue and worker alerts are blind (they keep their last state for {c.settings['blind_hold']}, "
         "inhibited).",
     )
 
@@ -268,9 +280,9 @@ def exporter_down(c: RuleContext) -> Built:
 def queues_dropped(c: RuleContext) -> Built:
     return Built(
         "celery_exporter_queues_dropped > 0",
-        "The exporter {{ $labels.instance }} finds {{ $value | humanize }} more queues than its --max-queues "
-        "and does not report them: a backlog, a missing consumer or a stuck message in those queues alerts "
-        "nobody.",
+        f"The exporter {{{{ $labels.instance }}}}{ON_BROKER} finds {{{{ $value | humanize }}}} more queues than its "
+        "--max-queues and does not report them: a backlog, a missing consumer or a stuck message in those queues "
+        "alerts nobody.",
     )
 
 
@@ -295,7 +307,7 @@ def consumers_stale(c: RuleContext) -> Built:
         expr = age
     return Built(
         expr,
-        f"The exporter {{{{ $labels.instance }}}} {what} (limit {max_age}): celery_queue_consumers and "
+        f"The exporter {{{{ $labels.instance }}}}{ON_BROKER} {what} (limit {max_age}): celery_queue_consumers and "
         "celery_worker_up are out of date or missing, so CeleryQueueNoConsumers and CeleryWorkerDown are blind.",
     )
 
@@ -312,7 +324,7 @@ def scrape_errors(c: RuleContext) -> Built:
     unattributed = 'label_replace(celery_exporter_unacked_unattributed > 0, "reason", "unattributed_unacked", "", "")'
     return Built(
         f"{errors}\nor\n{unattributed}",
-        "The exporter {{ $labels.instance }} keeps meeting "
+        f"The exporter {{{{ $labels.instance }}}}{ON_BROKER} keeps meeting "
         '{{ if eq $labels.reason "unattributed_unacked" }}{{ $value | humanize }} unacked messages it cannot '
         "attribute to a queue (their exchange and routing key match none it knows){{ else }}scrape errors of "
         "reason {{ $labels.reason }} ({{ $value | humanize }} in the last"
@@ -323,8 +335,8 @@ def scrape_errors(c: RuleContext) -> Built:
 def flower_down(c: RuleContext) -> Built:
     return Built(
         _up(c, "flower"),
-        "Prometheus gets no metrics from {{ $labels.job }}{{ with $labels.instance }} at {{ . }}{{ end }}: "
-        "the task failure and periodic task alerts are blind.",
+        "Prometheus gets no metrics from {{ $labels.job }}{{ with $labels.instance }} at {{ . }}{{ end }}"
+        f"{ON_BROKER}: the task failure and periodic task alerts are blind.",
     )
 
 

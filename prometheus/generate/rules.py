@@ -10,6 +10,7 @@ from urllib.parse import quote
 from prometheus.generate import promql as q
 from prometheus.generate.catalog import (
     ALERTS,
+    BROKER_LABEL,
     LAST_KNOWN,
     OVERVIEW,
     WORKER_LAST_KNOWN,
@@ -55,21 +56,25 @@ def uniform(duration: str) -> Profile:
 # --- recording rules shared by dashboards and alerts ----------------------------------------
 def recording_group(config: AlertingConfig) -> Group:
     w = config.rate_window
+    b = BROKER_LABEL  # kept by every rule: two brokers' `default` queues (or tasks) are two series
     done = 'type=~"task-succeeded|task-failed"'
     rules: list[Rule] = [
-        {"record": "queue_name:celery_queue_length:sum", "expr": "sum by (queue_name) (celery_queue_length)"},
+        {"record": "queue_name:celery_queue_length:sum", "expr": f"sum by ({b}, queue_name) (celery_queue_length)"},
         # task-sent events carry the producer's hostname as `worker`: aggregate it away.
-        {"record": f"task_type:flower_events:rate{w}", "expr": f"sum by (task, type) (rate(flower_events_total[{w}]))"},
+        {
+            "record": f"task_type:flower_events:rate{w}",
+            "expr": f"sum by ({b}, task, type) (rate(flower_events_total[{w}]))",
+        },
         {
             "record": f"task:flower_task_completions:increase{w}",
-            "expr": f"sum by (task) (increase(flower_events_total{{{done}}}[{w}]))",
+            "expr": f"sum by ({b}, task) (increase(flower_events_total{{{done}}}[{w}]))",
         },
         {
             "record": f"task:flower_task_failures:ratio_rate{w}",
             "expr": (
-                f'(\n  sum by (task) (rate(flower_events_total{{type="task-failed"}}[{w}]))\n  or\n'
-                f'  sum by (task) (rate(flower_events_total{{type="task-succeeded"}}[{w}])) * 0\n)\n/\n'
-                f"(sum by (task) (rate(flower_events_total{{{done}}}[{w}])) > 0)"
+                f'(\n  sum by ({b}, task) (rate(flower_events_total{{type="task-failed"}}[{w}]))\n  or\n'
+                f'  sum by ({b}, task) (rate(flower_events_total{{type="task-succeeded"}}[{w}])) * 0\n)\n/\n'
+                f"(sum by ({b}, task) (rate(flower_events_total{{{done}}}[{w}])) > 0)"
             ),
         },
     ]
@@ -78,7 +83,8 @@ def recording_group(config: AlertingConfig) -> Group:
             {
                 "record": f"task:flower_task_runtime_seconds:p{round(quantile * 100)}_rate{w}",
                 "expr": (
-                    f"histogram_quantile({quantile}, sum by (task, le) (rate(flower_task_runtime_seconds_bucket[{w}])))"
+                    f"histogram_quantile({quantile}, "
+                    f"sum by ({b}, task, le) (rate(flower_task_runtime_seconds_bucket[{w}])))"
                 ),
             }
         )
@@ -88,11 +94,15 @@ def recording_group(config: AlertingConfig) -> Group:
 # --- alerts ---------------------------------------------------------------------------------
 def _dashboard_url(config: AlertingConfig, spec: AlertSpec, item: str) -> str:
     base = f"{config.grafana_base_url}/d/{spec.dashboard}"
+
+    def broker(sep: str) -> str:  # the dashboard filtered on the alert's broker, when it has one
+        return f"{{{{ with $labels.{BROKER_LABEL} }}}}{sep}var-{BROKER_LABEL}={{{{ . | urlquery }}}}{{{{ end }}}}"
+
     if spec.dashboard == OVERVIEW:
-        return base
+        return base + broker("?")
     if spec.scope is Scope.BEAT:
-        return f"{base}?var-task={quote(item, safe='')}"
-    return f"{base}?var-{spec.scope.value}={{{{ $labels.{spec.scope.value} | urlquery }}}}"
+        return f"{base}?var-task={quote(item, safe='')}" + broker("&")
+    return f"{base}?var-{spec.scope.value}={{{{ $labels.{spec.scope.value} | urlquery }}}}" + broker("&")
 
 
 def _alert_rule(

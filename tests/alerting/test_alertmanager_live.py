@@ -228,3 +228,34 @@ def test_a_blind_exporter_hides_only_its_own_alerts_in_every_shape_of_exporter_d
         alert("CeleryExporterDown", "critical", job="celery-queue-exporter-eu"),
     ]
     assert_inhibition(am, local, active, inhibited)
+
+
+def test_two_brokers_queues_of_one_name_are_notified_and_inhibited_apart(parts: dict[str, Any]) -> None:
+    """Two brokers (one exporter probing both, so one job and instance) each with a `default` queue:
+    one notification group per broker, and an outage or a critical twin on one broker hides
+    nothing of the other."""
+    am, local = parts["am"], parts["local"]
+    probe = {"job": "celery-queue-exporter", "instance": "probe:9818"}
+    flower = {"job": "flower"}
+    active = [
+        alert("CeleryQueueBacklogCritical", "critical", queue_name="default", broker="payments", **probe),
+        alert("CeleryQueueBacklog", "warning", queue_name="default", broker="orders", **probe),  # not payments' twin
+        alert("CeleryQueueNoConsumers", "critical", queue_name="default", broker="payments", **probe),
+        alert("CeleryQueueNoConsumers", "critical", queue_name="default", broker="orders", **probe),
+        alert("CeleryFlowerDown", "warning", broker="orders", instance="flower-orders:5555", **flower),
+        alert("CeleryBrokerDown", "critical", broker="billing", job="celery-queue-exporter", instance="b:9818"),
+        alert("CeleryBeatMissing", "warning", task="app.tick", broker="payments"),  # orders' Flower is down
+        alert("CeleryTaskFailureRateHigh", "warning", task="app.flaky", broker="payments"),  # billing is down
+    ]
+    inhibited = [
+        alert("CeleryQueueBacklog", "warning", queue_name="default", broker="payments", **probe),  # its twin
+        alert("CeleryBeatMissing", "warning", task="app.tick", broker="orders"),  # its Flower is down
+        alert("CeleryTaskFailureRateHigh", "warning", task="app.flaky", broker="billing"),  # its broker is down
+    ]
+    assert_inhibition(am, local, active, inhibited)
+    payloads = [r["payload"] for r in requests.get(local.url + "alerts", timeout=5).json()["payloads"]]
+    no_consumers = [p for p in payloads if p["groupLabels"]["alertname"] == "CeleryQueueNoConsumers"]
+    assert sorted(str(p["groupLabels"].get("broker")) for p in no_consumers) == ["orders", "payments"], no_consumers
+    for payload in payloads:
+        brokers = {a["labels"].get("broker") for a in payload["alerts"]}
+        assert len(brokers) == 1 and payload["groupLabels"].get("broker") in brokers, payload

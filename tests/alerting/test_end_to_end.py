@@ -76,9 +76,10 @@ def test_backlog_fires_and_resolves_within_the_floor_plus_10s(stack: LocalStack)
 
     fired = notifications(stack, "CeleryQueueBacklog", "firing", queue_name="e2e_backlog")[0]
     assert fired["labels"]["severity"] == "warning"
-    assert fired["annotations"]["description"].startswith("Queue e2e_backlog holds 1.001k tasks")
+    assert fired["annotations"]["description"].startswith("Queue e2e_backlog on broker default holds 1.001k tasks")
     assert fired["annotations"]["runbook_url"] == "docs/runbooks.md#celeryqueuebacklog"
-    assert fired["annotations"]["dashboard_url"].endswith("/d/celery-queues?var-queue_name=e2e_backlog")
+    link = fired["annotations"]["dashboard_url"]
+    assert link.endswith("/d/celery-queues?var-queue_name=e2e_backlog&var-broker=default")
     # routed by severity: the warning receiver, which also carries the local webhook
     receivers = {
         r["payload"]["receiver"]

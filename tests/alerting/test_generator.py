@@ -54,7 +54,7 @@ def test_every_alert_of_the_catalog_is_generated_with_labels_and_annotations() -
         if spec.scope is not generate.Scope.BEAT:  # CeleryBeatMissing names its task in the text
             assert "{{ $" in rule["annotations"]["description"], rule["alert"]
         assert rule["annotations"]["runbook_url"] == f"docs/runbooks.md#{rule['alert'].lower()}"
-        uid = re.search(r"/d/([^?]+)", rule["annotations"]["dashboard_url"]).group(1)
+        uid = re.search(r"/d/([^?{]+)", rule["annotations"]["dashboard_url"]).group(1)
         assert uid in DASHBOARDS
 
 

@@ -58,9 +58,9 @@ def test_an_alert_without_severity_still_reaches_the_local_receiver() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_grouped_by_alert_and_queue_worker_task_with_resolutions_on() -> None:
+def test_grouped_by_alert_broker_and_queue_worker_task_with_resolutions_on() -> None:
     config = yaml.safe_load(CONFIG.read_text())
-    assert config["route"]["group_by"] == ["alertname", "queue_name", "worker", "task"]
+    assert config["route"]["group_by"] == ["alertname", catalog.BROKER_LABEL, "queue_name", "worker", "task"]
     for receiver in config["receivers"]:
         for kind, integrations in receiver.items():
             if kind.endswith("_configs"):

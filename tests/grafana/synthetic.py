@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from grafana.alerting_layer import BACKLOG
+from prometheus.file_sd import DEFAULT_BROKER, per_broker_jobs
 
 WORKERS = ("celery@worker1", "celery@worker2")
 PRODUCER = "producer@web1"  # task-sent events carry the producer's hostname as `worker`
@@ -52,7 +53,15 @@ EVENT_RATES = {
 RUNTIME_S = {"tasks.add": 0.04, "tasks.flaky": 0.9}
 
 
+# Prometheus adds the `broker` label of the exporter's and Flower's targets (file_sd) to every
+# series scraped from them; Prometheus' and Alertmanager's own targets carry none.
+BROKER = DEFAULT_BROKER
+_BROKERLESS_JOBS = set(JOBS) - per_broker_jobs()
+
+
 def _labels(**labels: str) -> str:
+    if labels.get("job") not in _BROKERLESS_JOBS:
+        labels = {"broker": BROKER, **labels}
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 

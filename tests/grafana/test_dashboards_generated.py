@@ -39,11 +39,11 @@ from tests.grafana.queries import (
 from tests.support.procs import REPO
 
 EXPECTED_UIDS = {"celery-overview", "celery-queues", "celery-workers"}
-# Variables each dashboard must offer (all of them: datasource, queue_name, worker, task).
+# Variables each dashboard must offer (all of them: datasource, broker, queue_name, worker, task).
 EXPECTED_VARIABLES = {
-    "celery-overview": {"datasource", "queue_name"},
-    "celery-queues": {"datasource", "queue_name"},
-    "celery-workers": {"datasource", "worker", "task"},
+    "celery-overview": {"datasource", "broker", "queue_name"},
+    "celery-queues": {"datasource", "broker", "queue_name"},
+    "celery-workers": {"datasource", "broker", "worker", "task"},
 }
 NUMERIC_PANELS = {"timeseries", "stat", "bargauge", "state-timeline", "table"}
 
@@ -176,12 +176,16 @@ def steps(thresholds: dict[str, Any]) -> list[float | None]:
 
 
 def own_thresholds(panel: dict[str, Any]) -> dict[str, list[float | None]]:
-    """Series name -> the steps of its own thresholds (a field override by name)."""
+    """Queue -> the steps of its own thresholds (a field override matching that queue's series on
+    every broker, legend "<queue> (<broker>)")."""
     out = {}
     for override in panel["fieldConfig"]["overrides"]:
         for prop in override["properties"]:
-            if override["matcher"]["id"] == "byName" and prop["id"] == "thresholds":
-                out[override["matcher"]["options"]] = steps(prop["value"])
+            if override["matcher"]["id"] == "byRegexp" and prop["id"] == "thresholds":
+                pattern = override["matcher"]["options"]
+                queue = re.fullmatch(r"\^(.+) \\\(\.\*\\\)\$", pattern).group(1).replace("\\", "")
+                assert re.fullmatch(pattern, f"{queue} (payments)") and not re.fullmatch(pattern, f"x{queue} (p)")
+                out[queue] = steps(prop["value"])
     return out
 
 

@@ -70,6 +70,8 @@ def test_variables_list_the_expected_values(prometheus_with_data: tuple[str, flo
     for q in iter_queries():
         if q.kind == "variable":
             values[q.dashboard_uid, q.panel_title] = {r["metric"][q.label] for r in run_query(url, q.expr, at=end)}
+    for uid in ("celery-overview", "celery-queues", "celery-workers"):
+        assert values[uid, "$broker"] == {synthetic.BROKER}, uid
     assert values["celery-overview", "$queue_name"] == set(synthetic.QUEUES)
     assert values["celery-queues", "$queue_name"] == set(synthetic.QUEUES)
     assert values["celery-workers", "$worker"] == set(synthetic.WORKERS), "producers are not workers"

@@ -11,7 +11,8 @@ import pytest
 
 from tests.kubernetes.manifests import DEMO, build, find
 from tests.support.procs import wait_until
-from tests.support.stack import WORKER_QUEUES, LocalStack
+from tests.support.stack import LocalStack
+from workers.routing import WORKER_QUEUES
 
 WAITING = 12  # tasks published before any worker runs
 URGENT = 3  # of which at priority 9: kombu's other priority list

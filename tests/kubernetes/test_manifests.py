@@ -13,6 +13,8 @@ import yaml
 
 from celery_queue_exporter.config import OPTIONS
 from prometheus import generate as alerting
+from prometheus.file_sd import DEFAULT_BROKER
+from prometheus.generate import catalog
 from tests.kubernetes.manifests import BUILDS, DEMO, build, find, pod_specs, validate
 from tests.support.procs import REPO
 from workers.routing import WORKER_QUEUES
@@ -185,6 +187,17 @@ def test_job_names_ports_and_scrape_timings_are_the_stacks() -> None:
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= names
 
 
+def test_every_target_carries_the_broker_label_of_its_service() -> None:
+    """The Prometheus Operator copies a Service label named in targetLabels onto its targets: the
+    exporter's and Flower's carry `broker`, as the file_sd targets of compose and the native runner."""
+    objects = build(DEMO)
+    for sm in find(objects, "ServiceMonitor"):
+        assert sm["spec"].get("targetLabels") == [catalog.BROKER_LABEL], sm["metadata"]["name"]
+        selector = sm["spec"]["selector"]["matchLabels"]
+        (service,) = [s for s in find(objects, "Service") if selector.items() <= s["metadata"]["labels"].items()]
+        assert service["metadata"]["labels"][catalog.BROKER_LABEL] == DEFAULT_BROKER, sm["metadata"]["name"]
+
+
 def test_network_policy_admits_only_prometheus_to_the_metrics_ports() -> None:
     objects = build(DEMO)
     (policy,) = find(objects, "NetworkPolicy")
@@ -218,6 +231,8 @@ def test_demo_queues_are_the_ones_the_workers_consume() -> None:
     (scaled,) = find(objects, "ScaledObject")
     (trigger,) = scaled["spec"]["triggers"]
     assert _query_queues(trigger["metadata"]["query"]) == [set(QUEUES), set(QUEUES)]
+    # Workers scale on their own broker's queues (the broker label of the exporter's Service).
+    assert trigger["metadata"]["query"].count(f'{catalog.BROKER_LABEL}="{DEFAULT_BROKER}"') == 2
     assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "celery-worker"}
 
 

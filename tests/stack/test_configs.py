@@ -45,7 +45,7 @@ def test_promtool_accepts_the_config_as_the_native_runner_lays_it_out(tmp_path: 
     result = run([tool("promtool"), "check", "config", str(config)])
     assert result.returncode == 0, result.stdout + result.stderr
     targets = yaml.safe_load((settings.run_dir / "prometheus" / "targets" / "flower.yml").read_text())
-    assert targets == [{"targets": [f"127.0.0.1:{settings.flower_port}"]}]
+    assert targets == [{"targets": [f"127.0.0.1:{settings.flower_port}"], "labels": {"broker": "default"}}]
 
 
 def test_every_rule_file_passes_promtool_check_rules() -> None:

@@ -133,11 +133,14 @@ def test_compose_containers_listen_where_their_targets_say() -> None:
     assert {k: int(v) for k, v in listens.items() if v != "?"} == {k: DEFAULT_PORTS[k] for k in listens}
     comps = table()
     kind_at = {c.port: c.kind for c in comps.values() if c.port}  # the table's default ports
-    for path, addresses in components.target_files(PROMETHEUS_YML, comps).items():
-        ports = [int(a.rsplit(":", 1)[1]) for a in addresses]
-        want = [f"{kind_at[p]}:{p}" for p in ports]  # compose: the service name, its container port
+    for path, groups in components.target_groups(PROMETHEUS_YML, comps).items():
+        # compose: the service name, its container port; the same `broker` labels
+        want = [
+            {**g, "targets": [f"{kind_at[int(a.rsplit(':', 1)[1])]}:{a.rsplit(':', 1)[1]}" for a in g["targets"]]}
+            for g in groups
+        ]
         written = yaml.safe_load((REPO / "prometheus" / "targets" / "compose" / Path(path).name).read_text())
-        assert written == [{"targets": want}], f"prometheus/targets/compose/{Path(path).name}"
+        assert written == want, f"prometheus/targets/compose/{Path(path).name}"
     receiver_url = (REPO / "alertmanager" / "compose" / "local-receiver-url").read_text().strip()
     assert receiver_url == f"http://receiver:{DEFAULT_PORTS['receiver']}/"
 

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from native import components, health
 from native.components import Component, Layout
-from prometheus import generate
+from prometheus import file_sd, generate
 from tests.support.procs import REPO, Proc, RedisServer, free_port, wait_until
 
 FLOWER_AUTH = "tester:e2e-secret-flower"
@@ -59,6 +59,8 @@ class LocalStack:
         broker_url: str | None = None,
         exporter_broker_url: str | None = None,
         args: dict[str, list[str]] | None = None,
+        broker_name: str = file_sd.DEFAULT_BROKER,
+        more_brokers: Sequence[str] = (),
         management_url: str | None = None,
     ) -> None:
         """`redis`: a server to start instead of the table's (e.g. one with passwords);
@@ -68,8 +70,11 @@ class LocalStack:
         command-line arguments per component name (an `--x=y` replaces the table's `--x`);
         `alerting`: the alert rules' source (default prometheus/alerting.yml), rendered with
         every `for:` set to `alert_for`. Alertmanager's group_wait / group_interval are
-        `self.timings`, changeable before start(). On an amqp:// `broker_url` no Redis is
-        started: the RabbitMQ node is the caller's, its management API at `management_url`."""
+        `self.timings`, changeable before start(). `broker_name`: the `broker` label of the
+        exporter's and Flower's targets; `more_brokers`: names of further brokers, each a
+        redis-server of its own read by an exporter of its own (`exporter-<name>`, its target
+        labelled with that name), with no worker or Flower. On an amqp:// `broker_url` no Redis is started: the RabbitMQ
+        node is the caller's, its management API at `management_url`."""
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.alert_for = alert_for
@@ -79,6 +84,11 @@ class LocalStack:
         self.timings = {"group_wait": "1s", "group_interval": "2s"}  # Alertmanager's, for every route
         self.ports = {name: free_port() for name in HTTP_KINDS}
         self.redis = redis or StackRedis(tmp)
+        self.broker_name = broker_name
+        # broker name -> its redis-server; the first is `self.redis`, the workers' and Flower's
+        self.brokers: dict[str, RedisServer] = {broker_name: self.redis}
+        for name in more_brokers:
+            self.brokers[name] = RedisServer(self.logs)
         self._broker_url = broker_url
         self._exporter_broker_url = exporter_broker_url
         self.management_url = management_url
@@ -89,6 +99,8 @@ class LocalStack:
         self.extra_env = extra_env or {}
         # prometheus/alerting.yml unless a test brings its own; every `for:` becomes alert_for
         self.alerting = alerting or generate.load()
+        for name in more_brokers:  # the port of each further broker's exporter
+            self.ports[self.exporter_of(name)] = free_port()
 
     @property
     def layout(self) -> Layout:
@@ -97,6 +109,8 @@ class LocalStack:
             run_dir=self.tmp,
             broker_url=self.broker_url,
             exporter_broker_url=self._exporter_broker_url,
+            broker_name=self.broker_name,
+            more_brokers={name: server.url for name, server in self.brokers.items() if server is not self.redis},
             management_url=self.management_url,
             flower_basic_auth=FLOWER_AUTH,
             ports=self.ports,
@@ -116,6 +130,10 @@ class LocalStack:
     # -- addresses --------------------------------------------------------------------------
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def exporter_of(self, broker: str) -> str:
+        """The component name of the exporter reading `broker`."""
+        return self.layout.exporter_of(broker)
 
     @property
     def broker_url(self) -> str:
@@ -233,6 +251,9 @@ class LocalStack:
         self.table = components.table(self.layout)
         for c in self.table.values():
             (self.tmp / c.name).mkdir(parents=True, exist_ok=True)
+        for server in self.brokers.values():
+            if server is not self.redis:
+                server.start()
         self._alertmanager_dir()
         self._prometheus_config()
         for name in self.table:
@@ -249,7 +270,8 @@ class LocalStack:
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):
             proc.stop()
-        self.redis.stop()
+        for server in self.brokers.values():
+            server.stop()
 
     def diagnostics(self) -> str:
         return "\n".join(f"--- {name} (alive={p.alive()}) ---\n{p.log()[-3000:]}" for name, p in self.procs.items())
@@ -267,28 +289,34 @@ class LocalStack:
             self.stop()
 
     # -- load ------------------------------------------------------------------------------
-    def run(self, argv: list[str], timeout: float = 120) -> str:
-        """Run a command of the workers app (e.g. the load command) against this stack's broker."""
-        result = subprocess.run(argv, cwd=REPO, env={**os.environ, **self.env}, capture_output=True, text=True,
-                                timeout=timeout)  # fmt: skip
+    def run(self, argv: list[str], timeout: float = 120, broker: str | None = None) -> str:
+        """Run a command of the workers app (e.g. the load command) against this stack's broker, or
+        against `broker` (one of `more_brokers`)."""
+        env = {**os.environ, **self.env}
+        if broker is not None and broker != self.broker_name:
+            url = self.brokers[broker].url
+            env.update(CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url.rsplit("/", 1)[0] + "/1")
+        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, f"{argv} failed: {result.stderr}"
         return result.stdout
 
-    def publish(self, *load_args: str) -> str:
-        """`python -m workers.load ARGS`, e.g. publish("--queue", "q", "--count", "1001")."""
-        return self.run([sys.executable, "-m", "workers.load", *load_args])
+    def publish(self, *load_args: str, broker: str | None = None) -> str:
+        """`python -m workers.load ARGS`, e.g. publish("--queue", "q", "--count", "1001"), to this
+        stack's broker or to `broker`."""
+        return self.run([sys.executable, "-m", "workers.load", *load_args], broker=broker)
 
     # -- observations ----------------------------------------------------------------------
     @property
     def receiver_file(self) -> Path:
         return self.tmp / "receiver" / "alerts.jsonl"
 
-    def exporter_metrics(self) -> str:
-        return requests.get(self.url("exporter") + "/metrics", timeout=5).text
+    def exporter_metrics(self, broker: str | None = None) -> str:
+        """The /metrics of the exporter reading `broker` (default: the first broker's)."""
+        return requests.get(self.url(self.exporter_of(broker or self.broker_name)) + "/metrics", timeout=5).text
 
-    def exporter_value(self, name: str, **labels: str) -> float | None:
-        """One sample of the exporter's /metrics, parsed, or None when it is absent."""
-        for family in text_string_to_metric_families(self.exporter_metrics()):
+    def exporter_value(self, name: str, broker: str | None = None, **labels: str) -> float | None:
+        """One sample of the /metrics of `broker`'s exporter, parsed, or None when it is absent."""
+        for family in text_string_to_metric_families(self.exporter_metrics(broker)):
             for sample in family.samples:
                 if sample.name == name and sample.labels == labels:
                     return sample.value
