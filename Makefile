@@ -57,6 +57,7 @@ test: venv tools lint
 bench: venv
 	@native/install-tools.sh --bench
 	@$(PY) exporter/bench/bench.py
+	@$(PY) exporter/bench/bench_rabbitmq.py
 	@$(PY) -m prometheus.bench.alert_latency
 
 dashboards: venv

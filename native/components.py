@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from native import ha, health
 from prometheus import file_sd
@@ -45,6 +45,9 @@ DEFAULT_PORTS = {
 }
 # Start order. Prometheus last: its targets exist by then.
 KINDS = ("redis", "worker", "beat", "flower", "exporter", "receiver", "alertmanager", "prometheus")
+# On a RabbitMQ broker (these URL schemes) its row takes the place of redis: a broker the stack
+# reuses and probes, never starts.
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp", "pyamqps")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Component:
     # of the command line must be the same in docker-compose.yml.
     deployment_flags: frozenset[str] = frozenset()
     stop_wait_s: int = 10
+    managed: bool = True  # False: a broker the stack only probes (RabbitMQ): nothing to start
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ class Layout:
     # Further brokers, name -> URL, each read by an exporter of its own (`exporter-<name>`, port in
     # `ports`), its target labelled with that name; no worker or Flower of theirs runs here.
     more_brokers: Mapping[str, str] = field(default_factory=dict)
-    result_backend: str | None = None  # default: the broker's Redis, database 1 (as in compose)
+    result_backend: str | None = None  # default: the broker's Redis, database 1 (as in compose); rpc:// on RabbitMQ
+    management_url: str | None = None  # RabbitMQ's management API; default: the broker's host, port 15672
     flower_basic_auth: str = ""
     ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))  # by instance name
     instances: Mapping[str, Sequence[str]] = field(default_factory=dict)  # kind -> names; default: (kind,)
@@ -96,6 +101,19 @@ class Layout:
     @property
     def redis_port(self) -> int:
         return urlsplit(self.broker_url).port or DEFAULT_PORTS["redis"]
+
+    @property
+    def on_rabbitmq(self) -> bool:
+        return urlsplit(self.broker_url).scheme.lower() in AMQP_SCHEMES
+
+    @property
+    def broker_api(self) -> str:
+        """RabbitMQ's management API with the broker URL's credentials, as Flower's broker_api."""
+        from celery_queue_exporter.rabbitmq_management import management_target
+
+        t = management_target(self.broker_url, self.management_url)
+        credentials = f"{quote(t.user, safe='')}:{quote(t.password, safe='')}"
+        return f"{t.scheme}://{credentials}@{t.host}:{t.port}{t.prefix}/api/"
 
     @property
     def celery_env(self) -> dict[str, str]:
@@ -158,6 +176,16 @@ def redis(lay: Layout, name: str) -> Component:
     )
 
 
+def rabbitmq(lay: Layout, name: str) -> Component:
+    """The RabbitMQ broker, reused as it runs (the machine's own or another): probed through its
+    management API, which the exporter reads too."""
+    from celery_queue_exporter.rabbitmq_management import management_target
+
+    target = management_target(lay.broker_url, lay.management_url)
+    url = target.display + "/"
+    return Component(name, "rabbitmq", (), lay.run_dir, {}, health.rabbitmq(target), url=url, managed=False)
+
+
 def _celery(lay: Layout, command: str) -> list[str]:
     return [str(lay.venv_bin / "celery"), "-A", "workers.app", command]
 
@@ -190,6 +218,8 @@ def flower(lay: Layout, name: str) -> Component:
     port = lay.ports[name]
     argv = [*_celery(lay, "flower"), f"--address={HOST}", f"--port={port}", "--conf=flower/flowerconfig.py"]
     env = _env(lay, **lay.celery_env, FLOWER_BASIC_AUTH=lay.flower_basic_auth)
+    if lay.on_rabbitmq:  # Flower's Broker page reads queue lengths from the management API
+        env["FLOWER_BROKER_API"] = lay.broker_api
     probe, flags = health.http_text(lay.url(name) + "/healthcheck", "OK"), frozenset({"--address", "--port"})
     return _server(
         lay, name, "flower", argv, REPO, probe, env=env, job="flower", broker=lay.broker_name, deployment_flags=flags
@@ -205,6 +235,8 @@ def exporter(lay: Layout, name: str) -> Component:
     broker = next((b for b in lay.more_brokers if lay.exporter_of(b) == name), lay.broker_name)
     url = lay.more_brokers.get(broker, lay.exporter_broker_url or lay.broker_url)
     env = _env(lay, CELERY_EXPORTER_BROKER_URL=url)
+    if lay.management_url and broker == lay.broker_name:  # may hold credentials too
+        env["CELERY_EXPORTER_MANAGEMENT_URL"] = lay.management_url
     probe, flags = (
         health.exporter(lay.url(name) + "/metrics"),
         frozenset({"--address", "--port", "--consumers-interval"}),
@@ -292,6 +324,9 @@ def table(lay: Layout) -> dict[str, Component]:
     out: dict[str, Component] = {}
     for kind in KINDS:
         if kind == "beat" and not lay.beat:
+            continue
+        if kind == "redis" and lay.on_rabbitmq:
+            out["rabbitmq"] = rabbitmq(lay, "rabbitmq")
             continue
         for name in lay.names(kind):
             c = BUILDERS[kind](lay, name)

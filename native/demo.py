@@ -6,6 +6,7 @@ delivered. Bounded: gives up after DEMO_TIMEOUT_S and says where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -14,8 +15,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import redis
 import requests
+from kombu import Connection
 
 from native.settings import REPO, VENV_BIN, Settings
 from native.stack import saved_settings, supervisor
@@ -63,12 +64,10 @@ def _delivered(s: Settings, since: float) -> str:
 
 
 def _purge(s: Settings) -> None:
-    # The demo (not the exporter, which never writes) clears its own queue's lists.
-    client = redis.Redis.from_url(s.broker_url)
-    try:
-        client.delete(QUEUE, *(f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9)))
-    finally:
-        client.close()
+    # The demo (not the exporter, which never writes) empties its own queue, through kombu on
+    # either broker (on Redis every priority list of the queue).
+    with Connection(s.broker_url, connect_timeout=5) as conn, contextlib.suppress(*conn.channel_errors):
+        conn.default_channel.queue_purge(QUEUE)  # RabbitMQ refuses a queue that does not exist yet
 
 
 def _wait(what: str, check: Callable[[], object], t0: float, deadline: float) -> object:

@@ -10,6 +10,8 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from celery_queue_exporter.rabbitmq_management import ManagementClient, ManagementError, ManagementTarget
+
 TIMEOUT = 2.0
 
 
@@ -60,9 +62,9 @@ def celery_ping(broker_url: str) -> Probe:
 
     def check() -> Status:
         from workers.app import create_app
-        from workers.config import Settings
+        from workers.config import Settings, default_result_backend
 
-        app = create_app(Settings(broker_url=broker_url, result_backend=broker_url))
+        app = create_app(Settings(broker_url=broker_url, result_backend=default_result_backend(broker_url)))
         try:
             replies = app.control.ping(timeout=1.0)
         finally:
@@ -70,6 +72,24 @@ def celery_ping(broker_url: str) -> Probe:
         if not replies:
             return Status(False, False, "no ping reply")
         return Status(True, True, f"healthy, {len(replies)} worker(s) answer ping")
+
+    return check
+
+
+def rabbitmq(target: ManagementTarget) -> Probe:
+    """The management API answers for the broker URL's user and vhost: what the exporter reads."""
+
+    def check() -> Status:
+        client = ManagementClient(target, TIMEOUT)
+        try:
+            overview = client.get_json("/api/overview")
+            client.get_json(target.queues_path() + "?columns=name&page=1&page_size=1&pagination=true")
+        except ManagementError as exc:
+            return Status(False, False, exc.reason)
+        finally:
+            client.close()
+        version = overview.get("rabbitmq_version", "?") if isinstance(overview, dict) else "?"
+        return Status(True, True, f"healthy, RabbitMQ {version}")
 
     return check
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from native.components import DEFAULT_PORTS, HOST, REPO, TOOLS_BIN, VENV_BIN
+from native.components import AMQP_SCHEMES, DEFAULT_PORTS, HOST, REPO, TOOLS_BIN, VENV_BIN
 from native.ha import DEFAULT_CLUSTER_PORTS
 from native.ha import DEFAULT_PORTS as HA_PORTS
 from prometheus.file_sd import DEFAULT_BROKER, BrokerNameError, check_broker_name
@@ -43,6 +43,11 @@ class Settings:
     alertmanager_cluster_port: int = DEFAULT_CLUSTER_PORTS["alertmanager"]
     alertmanager_b_cluster_port: int = DEFAULT_CLUSTER_PORTS["alertmanager-b"]
     broker_name: str = DEFAULT_BROKER  # the `broker` label of the exporter's and Flower's targets
+    management_url: str | None = None  # RabbitMQ's management API, when not on the broker's host:15672
+
+    @property
+    def on_rabbitmq(self) -> bool:
+        return urlsplit(self.broker_url).scheme.lower() in AMQP_SCHEMES
 
     @property
     def redis_port(self) -> int:
@@ -93,8 +98,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
     if profile not in ALERT_PROFILES:
         raise SystemExit(f"ALERT_PROFILE={profile!r}: choose one of {', '.join(ALERT_PROFILES)}")
     broker = env.get("CELERY_BROKER_URL", f"redis://{HOST}:{DEFAULT_PORTS['redis']}/0")
-    if urlsplit(broker).scheme not in ("redis", "rediss"):
-        raise SystemExit(f"CELERY_BROKER_URL must be a redis:// URL, got scheme {urlsplit(broker).scheme!r}")
+    if urlsplit(broker).scheme.lower() not in ("redis", "rediss", *AMQP_SCHEMES):
+        raise SystemExit(f"CELERY_BROKER_URL must be a redis:// or amqp:// URL, got scheme {urlsplit(broker).scheme!r}")
     if env.get("HA", "") not in ("", "0", "1"):
         raise SystemExit(f"HA={env['HA']!r}: HA=1 runs highly available alerting, HA=0 or unset the plain stack")
     try:
@@ -116,6 +121,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         alertmanager_cluster_port=_port(env, "ALERTMANAGER_CLUSTER_PORT", DEFAULT_CLUSTER_PORTS["alertmanager"]),
         alertmanager_b_cluster_port=_port(env, "ALERTMANAGER_B_CLUSTER_PORT", DEFAULT_CLUSTER_PORTS["alertmanager-b"]),
         broker_name=broker_name,
+        management_url=env.get("RABBITMQ_MANAGEMENT_URL") or None,
     )
 
 

@@ -53,6 +53,7 @@ def layout(s: Settings) -> Layout:
     return Layout(
         run_dir=s.run_dir,
         broker_url=s.broker_url,
+        management_url=s.management_url,
         broker_name=s.broker_name,
         flower_basic_auth=flower_basic_auth(s.run_dir),
         ports=s.ports,
@@ -107,6 +108,43 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
+def rabbitmq_problem(s: Settings, broker: Component) -> str | None:
+    """None when the RabbitMQ of the broker URL answers with its management API (which the
+    exporter reads); else one line saying what is wrong. The machine's own node (local, port
+    5672) gets the management plugin enabled when we are root, as `make up` installs what it needs."""
+    assert broker.probe is not None
+    status = health.run(broker.probe)
+    if status.healthy:
+        return None
+    where = s.broker_url_display
+    amqp = urlsplit(s.broker_url)
+    host, port = amqp.hostname or HOST, amqp.port or (5671 if amqp.scheme.endswith("s") else 5672)
+    if status.state != "rabbitmq_unreachable":
+        return f"RabbitMQ's management API at {broker.url} does not list the queues of {where} ({status.state})"
+    if not tcp_answers(host, port):
+        return f"no RabbitMQ answers at {where}: start it, or use a redis:// CELERY_BROKER_URL"
+    own_node = host in ("127.0.0.1", "localhost") and port == 5672 and s.management_url is None
+    plugins = shutil.which("rabbitmq-plugins")
+    if own_node and plugins and os.geteuid() == 0:
+        print("Enabling rabbitmq_management on the local RabbitMQ (rabbitmq-plugins enable) ...")
+        done = subprocess.run([plugins, "enable", "rabbitmq_management"], capture_output=True, text=True, timeout=120)
+        deadline = time.monotonic() + 60
+        while done.returncode == 0 and time.monotonic() < deadline:
+            if health.run(broker.probe).healthy:
+                return None
+            time.sleep(1)
+    return (
+        f"RabbitMQ answers at {where} but its management API does not at {broker.url} (the exporter reads "
+        "queues through it): run `rabbitmq-plugins enable rabbitmq_management` as root, or set RABBITMQ_MANAGEMENT_URL"
+    )
+
+
+def tcp_answers(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((host, port)) == 0
+
+
 def port_taken(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((HOST, port)) == 0
@@ -119,8 +157,8 @@ def rows(s: Settings) -> list[health.Row]:
     for c in table(s).values():
         statename = procs.get(c.name, {}).get("statename", "not running")
         url = s.broker_url_display if c.kind == "redis" else c.url
-        if c.kind == "redis" and statename != "RUNNING":
-            status = health.run(c.probe)  # a Redis the stack found running and reuses
+        if c.kind in ("redis", "rabbitmq") and statename != "RUNNING":
+            status = health.run(c.probe)  # a broker the stack found running and reuses
             state = f"{status.state} (reused)" if status.healthy else status.state
             out.append(health.Row(c.name, status.healthy, state, url))
         elif statename != "RUNNING":
@@ -149,22 +187,32 @@ def up() -> int:
         print("The stack is already running.")
         return status()
     missing = [b for b in ("prometheus", "prometheus-alertmanager") if not (TOOLS_BIN / b).exists()]
-    if missing or not shutil.which("redis-server"):
+    if missing or not (s.on_rabbitmq or shutil.which("redis-server")):
         print(
             f"missing tools: {', '.join(missing or ['redis-server'])}; run native/install-tools.sh",
             file=sys.stderr,
         )
         return 1
-    start_redis = not redis_answers(s.broker_url)
-    if start_redis and urlsplit(s.broker_url).hostname not in ("127.0.0.1", "localhost"):
-        print(
-            f"no Redis answers at {s.broker_url_display} and it is not local, so the stack cannot start one",
-            file=sys.stderr,
-        )
-        return 1
     comps = table(s)
-    if not start_redis:
-        del comps["redis"]
+    if s.on_rabbitmq:
+        problem = rabbitmq_problem(s, comps["rabbitmq"])
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
+        start_redis = False
+        broker_note = f"reusing the RabbitMQ at {s.broker_url_display}"
+    else:
+        start_redis = not redis_answers(s.broker_url)
+        if start_redis and urlsplit(s.broker_url).hostname not in ("127.0.0.1", "localhost"):
+            print(
+                f"no Redis answers at {s.broker_url_display} and it is not local, so the stack cannot start one",
+                file=sys.stderr,
+            )
+            return 1
+        if not start_redis:
+            del comps["redis"]
+        broker_note = f"{'starting a Redis' if start_redis else 'reusing the Redis'} at {s.broker_url_display}"
+    comps = {name: c for name, c in comps.items() if c.managed}
     ports = {c.name: c.port for c in comps.values() if c.port is not None}
     ports.update({f"{name} (gossip)": port for name, port in s.cluster_ports.items()})
     taken = [f"{name}={port}" for name, port in ports.items() if port_taken(port)]
@@ -177,8 +225,7 @@ def up() -> int:
         print(f"alert channels: {exc}", file=sys.stderr)
         return 2
     print(
-        f"Starting the stack ({'starting a Redis' if start_redis else 'reusing the Redis'} at "
-        f"{s.broker_url_display} as broker {s.broker_name}, alert profile {s.alert_profile}, "
+        f"Starting the stack ({broker_note} as broker {s.broker_name}, alert profile {s.alert_profile}, "
         f"{'highly available alerting (2 Prometheus replicas, 2 Alertmanagers), ' if s.ha else ''}alert channels: "
         f"{'; '.join(configured) or 'local receiver only'}) ..."
     )

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""Benchmark on RabbitMQ: the exporter's reading vs a bare management API request vs rabbitmq_prometheus.
+"""Benchmark on RabbitMQ: the exporter vs a bare management API request vs rabbitmq_prometheus.
 
 Starts a private RabbitMQ node (Debian's rabbitmq-server, free loopback ports, never the machine's
 own) with the management and prometheus plugins, fills one vhost with N queues holding one
 stamped message each, and for each N prints the median and p90 of:
-  - the exporter's RabbitMQ reading: the queue list request, JSON parsing and per-queue columns
-    (RabbitMQReader.read(), in process);
+  - a scrape of the exporter process: `GET /metrics` of `celery-queue-exporter` on that vhost
+    (the reading, the collectors and the text exposition, over HTTP as Prometheus scrapes it);
+  - the exporter's RabbitMQ reading alone: the queue list request, JSON parsing and per-queue
+    columns (RabbitMQReader.read(), in process);
   - the floor: the same one request (`GET /api/queues/VHOST?columns=...`) on a kept-alive
     connection, body read but not parsed;
   - rabbitmq_prometheus' `GET /metrics/per-object` (per-queue series of every vhost), same run;
-then how stale a value can be: the time from publishing a message until the reading shows it, with
-the node's collect_statistics_interval.
+and the exporter process' resident memory after those scrapes; then how stale a value can be: the
+time from publishing a message until the reading shows it, with the node's collect_statistics_interval.
 
     .venv/bin/python exporter/bench/bench_rabbitmq.py
     .venv/bin/python exporter/bench/bench_rabbitmq.py --sizes 10,100 --repeats 20
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from celery_queue_exporter.discovery import QueueSet
 from celery_queue_exporter.rabbitmq_management import ManagementClient, management_target
 from celery_queue_exporter.rabbitmq_reading import COLUMNS, RabbitMQReader
+from native.processes import Proc, free_port, wait_until
 from native.rabbitmq_node import STATS_INTERVAL_MS, RabbitMQNode
 
 VHOST = "bench"
@@ -99,6 +102,40 @@ def staleness(node: RabbitMQNode, reader: RabbitMQReader, samples: int) -> list[
     return out
 
 
+class Exporter:
+    def __init__(self, proc: Proc, port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+
+def start_exporter(node: RabbitMQNode, workdir: Path) -> tuple[Exporter, str]:
+    """celery-queue-exporter on the bench vhost, as deployed (inspect off: no workers here)."""
+    port = free_port()
+    argv = [
+        str(Path(sys.executable).parent / "celery-queue-exporter"),
+        *("--address", "127.0.0.1", "--port", str(port)),
+        *("--management-url", node.management_url, "--consumers-interval", "0", "--max-queues", "100000"),
+    ]
+    proc = Proc(f"exporter-{port}", argv, workdir, env={"CELERY_EXPORTER_BROKER_URL": node.amqp_url(VHOST)})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def answers() -> bool:
+        try:
+            conn.request("GET", "/metrics")
+            return b"celery_broker_up 1" in conn.getresponse().read()
+        except OSError:
+            conn.close()
+            return False
+
+    try:
+        wait_until(answers, 30, "the exporter's /metrics with celery_broker_up 1")
+    except TimeoutError:
+        proc.stop()
+        raise SystemExit(f"the exporter did not start:\n{proc.log()}") from None
+    conn.close()
+    return Exporter(proc, port), "/metrics"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10,100,1000", help="queue counts, comma-separated")
@@ -125,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 resp.read()
                 assert resp.status == 200, resp.status
 
+            exporter, metrics_path = start_exporter(node, Path(tmp))
+            scrape = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=30)
             rows = []
             have = 0
             for n in sizes:
@@ -134,14 +173,19 @@ def main(argv: list[str] | None = None) -> int:
                 requests = reader.read().requests
                 times = interleaved(
                     {
+                        "scrape": lambda: get(scrape, metrics_path, {}),
                         "ours": reader.read,
                         "floor": lambda: get(floor, floor_path, headers),
                         "plugin": lambda: get(plugin, "/metrics/per-object", {}),
                     },
                     args.repeats,
                 )
-                rows.append((n, fmt(times["ours"]), fmt(times["floor"]), fmt(times["plugin"]), requests))
+                rss = exporter.proc.rss_kib() / 1024
+                ratio = statistics.median(times["scrape"]) / statistics.median(times["floor"])
+                row = (fmt(times["scrape"]), fmt(times["ours"]), fmt(times["floor"]), fmt(times["plugin"]))
+                rows.append((n, *row, f"{ratio:.2f}x", f"{rss:.1f}", requests))
             stale = staleness(node, RabbitMQReader(reader.client, QueueSet((), 300, 100_000)), args.staleness_samples)
+            exporter.proc.stop()
         finally:
             node.stop(graceful=False)
 
@@ -149,12 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- RabbitMQ node started in {node.started_in:.1f} s (Debian's rabbitmq-server, management + prometheus)")
     print()
     print(
-        "| N queues | exporter reading (request, parse, columns) | floor: the same request, not parsed "
-        "| rabbitmq_prometheus /metrics/per-object | requests / scrape |"
+        "| N queues | exporter process: GET /metrics | its reading alone (request, parse, columns) "
+        "| floor: the same request, not parsed | rabbitmq_prometheus /metrics/per-object "
+        "| scrape / floor | exporter RSS MiB | requests / scrape |"
     )
-    print("|---:|---:|---:|---:|---:|")
-    for n, ours, bare, prom, requests in rows:
-        print(f"| {n:,} | {ours} | {bare} | {prom} | {requests} |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, scraped, ours, bare, prom, ratio, rss, requests in rows:
+        print(f"| {n:,} | {scraped} | {ours} | {bare} | {prom} | {ratio} | {rss} | {requests} |")
     print()
     print(
         f"Times in ms, median / p90 of {args.repeats}; finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."

@@ -4,64 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.procs import VENV_BIN, Proc, free_port, wait_until
+from tests.support.exporter import Exporter, Samples, fetch, launch_exporter, parse
+from tests.support.procs import Proc, free_port, wait_until
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def fetch(url: str, timeout: float = 10) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.status, resp.read().decode()
-
-
-def parse(text: str) -> Samples:
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-class Exporter:
-    def __init__(self, proc: Proc, port: int) -> None:
-        self.proc = proc
-        self.port = port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/metrics"
-
-    def text(self) -> str:
-        status, body = fetch(self.url)
-        assert status == 200
-        return body
-
-    def scrape(self) -> Samples:
-        return parse(self.text())
-
-    def value(self, name: str, **labels: str) -> float | None:
-        return self.scrape().get((name, tuple(sorted(labels.items()))))
-
-    def wait_for(self, name: str, expected: float, timeout: float = 15, **labels: str) -> Samples:
-        """Scrape until the sample has the expected value; returns that scrape."""
-        last: list[float | None] = [None]
-
-        def check() -> Samples | None:
-            samples = self.scrape()
-            last[0] = samples.get((name, tuple(sorted(labels.items()))))
-            return samples if last[0] == expected else None
-
-        try:
-            return wait_until(check, timeout, f"{name}{labels} == {expected}")  # type: ignore[return-value]
-        except TimeoutError as exc:
-            raise AssertionError(f"{name}{labels} is {last[0]}, expected {expected}\n{self.proc.log()}") from exc
+__all__ = ["Exporter", "Samples", "fetch", "parse"]  # test modules import them from here
 
 
 @pytest.fixture
@@ -70,18 +21,10 @@ def start_exporter(tmp_path: Path) -> Iterator[Callable[..., Exporter]]:
     procs: list[Proc] = []
 
     def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> Exporter:
-        port = free_port()
-        argv = [str(VENV_BIN / "celery-queue-exporter"), "--port", str(port), *args]
         if not any(a.startswith("--consumers-interval") for a in args):
-            argv += ["--consumers-interval", "0"]
-        proc = Proc(f"exporter-{port}", argv, tmp_path, env=env)
-        procs.append(proc)
-        exporter = Exporter(proc, port)
-        if wait:
-            try:
-                wait_until(lambda: fetch(exporter.url, timeout=5)[0] == 200, 15, "the exporter's /metrics")
-            except TimeoutError as exc:
-                raise AssertionError(f"exporter did not start:\n{proc.log()}") from exc
+            args = (*args, "--consumers-interval", "0")
+        exporter = launch_exporter(tmp_path, args, env=env, wait=wait)
+        procs.append(exporter.proc)
         return exporter
 
     yield start

@@ -95,7 +95,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     [
         ["--port", "nope"],
         ["--no-such-flag"],
-        ["--broker-url", "amqp://guest:s3cret@localhost//"],
+        ["--broker-url", "kafka://guest:s3cret@localhost//"],  # amqp:// is served: RabbitMQ
         ["--app", "no_such_module_xyz:app"],
         ["--broker-url", "sentinel://:s3cret@localhost:26379"],
     ],

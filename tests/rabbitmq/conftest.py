@@ -16,6 +16,7 @@ import pytest
 from celery import Celery
 
 import workers.tasks  # noqa: F401 - registers the shared tasks with every app the tests build
+from tests.support.exporter import Exporter, launch_exporter
 from tests.support.procs import VENV_BIN, Proc, wait_until
 from tests.support.rabbitmq import RabbitMQNode
 from workers.app import create_app
@@ -99,4 +100,23 @@ def start_worker(rabbitmq: RabbitMQNode, vhost: str, tmp_path: Path) -> Iterator
     yield start
     for proc in procs:
         proc.kill(signal.SIGKILL)  # a warm shutdown would wait for sleeping tasks
+        proc.stop()
+
+
+@pytest.fixture
+def start_exporter(rabbitmq: RabbitMQNode, vhost: str, tmp_path: Path) -> Iterator[Callable[..., Exporter]]:
+    """`celery-queue-exporter` on the test's vhost (URL in the environment: it holds a password),
+    the management API given with --management-url; inspect off unless the test turns it on."""
+    procs: list[Proc] = []
+
+    def start(*args: str, broker_url: str | None = None, wait: bool = True) -> Exporter:
+        if not any(a.startswith("--consumers-interval") for a in args):
+            args = (*args, "--consumers-interval", "0")
+        env = {"CELERY_EXPORTER_BROKER_URL": broker_url or rabbitmq.amqp_url(vhost)}
+        exporter = launch_exporter(tmp_path, ("--management-url", rabbitmq.management_url, *args), env, wait)
+        procs.append(exporter.proc)
+        return exporter
+
+    yield start
+    for proc in procs:
         proc.stop()

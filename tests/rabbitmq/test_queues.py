@@ -1,27 +1,15 @@
-"""What the RabbitMQ reader sees of real Celery producers and workers on a private node."""
+"""What the RabbitMQ reader sees of real Celery producers on a private node (workers, and the
+broker stopped, are in test_exporter.py: the reader and the exporter process in the same scenario)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from celery import Celery
 from kombu import Connection, Exchange, Queue
 
-from tests.rabbitmq.helpers import by_queue, make_reader, read_until
-from tests.support.procs import Proc
+from tests.rabbitmq.helpers import ADD, by_queue, make_reader, publish, read_until
 from tests.support.rabbitmq import RabbitMQNode
-
-ADD = "workers.tasks.add"
-
-
-def publish(app: Celery, task: str, count: int, args: tuple = (), **options: object) -> None:
-    """`count` tasks over one connection; without a result (the rpc:// backend would declare its
-    reply queue before every message, tripling the time)."""
-    options.setdefault("ignore_result", True)
-    with app.producer_or_acquire() as producer:
-        for _ in range(count):
-            app.send_task(task, args, producer=producer, **options)
 
 
 def test_backlogs_routing_and_configured_queues_in_one_request(
@@ -76,25 +64,6 @@ def test_a_priority_queue_reports_all_its_messages_as_one_length(
     assert by_queue(reading)["urgent"][:3] == (30, 0, 0)
 
 
-def test_unacked_held_by_an_acks_late_worker_and_consumers_coming_and_going(
-    rabbitmq: RabbitMQNode, vhost: str, producer: Celery, start_worker: Callable[..., Proc]
-) -> None:
-    reader = make_reader(rabbitmq, vhost)
-    publish(producer, "workers.tasks.ack_task", 10, (60,))  # acks_late: unacked while it runs
-    read_until(reader, lambda r: by_queue(r).get("default", (0,))[0] == 10, "10 ready before any worker")
-
-    worker = start_worker("default", "--concurrency=1", "--prefetch-multiplier=4")
-    # Prefetch 4 (multiplier x concurrency): one task running and three reserved, all unacknowledged.
-    reading = read_until(reader, lambda r: by_queue(r)["default"][:3] == (6, 4, 1), "4 unacked, 1 consumer")
-    # The worker's remote-control queue exists in the vhost but is Celery's plumbing.
-    _, listed = rabbitmq.api("GET", f"/api/queues/{vhost}?columns=name")
-    assert any(q["name"].endswith(".celery.pidbox") for q in listed), listed
-    assert not any(q.endswith(".pidbox") for q in reading.queues)
-
-    worker.kill()  # SIGKILL: the connection drops, RabbitMQ requeues the four
-    read_until(reader, lambda r: by_queue(r)["default"][:3] == (10, 0, 0), "requeued, no consumer")
-
-
 def test_the_timestamp_property_gives_the_oldest_message_age(
     rabbitmq: RabbitMQNode, vhost: str, producer: Celery
 ) -> None:
@@ -119,23 +88,6 @@ def test_the_timestamp_property_gives_the_oldest_message_age(
     assert 0 <= queues["stamped"][3] <= elapsed + 1
     assert 120 <= queues["old"][3] <= 121 + elapsed  # the head message, the oldest of the two
     assert queues["plain"][3] is None  # no timestamp: absent, never a guess
-
-
-def test_the_broker_stopped_and_started_again(rabbitmq: RabbitMQNode, vhost: str, producer: Celery) -> None:
-    publish(producer, ADD, 5, (1, 1))
-    reader = make_reader(rabbitmq, vhost)
-    read_until(reader, lambda r: by_queue(r).get("default", (0,))[0] == 5, "5 ready")
-
-    rabbitmq.ctl("stop_app")
-    try:
-        reading = reader.read()
-        assert not reading.up
-        assert reading.errors == {"rabbitmq_unreachable": 1}
-        assert reading.queues == []
-        assert not reader.read().up
-    finally:
-        rabbitmq.ctl("start_app")
-    read_until(reader, lambda r: r.up and by_queue(r).get("default", (0,))[0] == 5, "readable again, durable 5")
 
 
 def test_many_queues_are_read_in_pages_then_in_one_request(rabbitmq: RabbitMQNode, vhost: str) -> None:

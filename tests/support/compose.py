@@ -22,11 +22,11 @@ COMPOSE_SECRETS = {
 def compose_config(
     env: dict[str, str], files: Sequence[Path] = (COMPOSE,), quiet: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """`docker-compose config` of `files` (an override after the base) with `env` as the only
-    compose secrets set; `quiet`: `config -q`, validation only."""
-    clean = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
+    """`docker-compose config` of `files` (merged in order) with `env` as the only compose
+    secrets set; `quiet`: `config -q`, validation only."""
+    clean = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS and not k.startswith("RABBITMQ_")}
     return subprocess.run(
-        ["docker-compose", *(arg for f in files for arg in ("-f", str(f))), "config", *(["-q"] if quiet else [])],
+        ["docker-compose", *(a for f in files for a in ("-f", str(f))), "config", *(["-q"] if quiet else [])],
         capture_output=True,
         text=True,
         timeout=60,

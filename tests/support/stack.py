@@ -63,6 +63,7 @@ class LocalStack:
         peer_timeout: str | None = None,
         broker_name: str = file_sd.DEFAULT_BROKER,
         more_brokers: Sequence[str] = (),
+        management_url: str | None = None,
     ) -> None:
         """`redis`: a server to start instead of the table's (e.g. one with passwords);
         `broker_url`: the URL workers, beat and Flower use (default: the server's), the result
@@ -76,7 +77,8 @@ class LocalStack:
         redis-server of its own read by an exporter of its own (`exporter-<name>`, its target
         labelled with that name), with no worker or Flower. `ha_alerting`: two Prometheus
         replicas and two clustered Alertmanagers (native/ha.py), with `peer_timeout` their
-        --cluster.peer-timeout."""
+        --cluster.peer-timeout. On an amqp:// `broker_url` no Redis is started: the RabbitMQ
+        node is the caller's, its management API at `management_url`."""
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.alert_for = alert_for
@@ -97,6 +99,7 @@ class LocalStack:
             self.brokers[name] = RedisServer(self.logs)
         self._broker_url = broker_url
         self._exporter_broker_url = exporter_broker_url
+        self.management_url = management_url
         self.args = args or {}
         self.deferred: set[str] = set()
         self.table: dict[str, Component] = {}
@@ -116,6 +119,7 @@ class LocalStack:
             exporter_broker_url=self._exporter_broker_url,
             broker_name=self.broker_name,
             more_brokers={name: server.url for name, server in self.brokers.items() if server is not self.redis},
+            management_url=self.management_url,
             flower_basic_auth=FLOWER_AUTH,
             ports=self.ports,
             worker_name="e2e-worker@%h",
@@ -266,13 +270,13 @@ class LocalStack:
         self._alertmanager_dir()
         self._prometheus_config()
         for name in self.table:
-            if name in self.deferred:
+            if name in self.deferred or not self.table[name].managed:
                 continue
             if name == "redis":
                 self.redis.start()
             else:
                 self.start_component(name, wait=False)
-        started = [name for name in self.table if name not in self.deferred and name != "redis"]
+        started = [n for n, c in self.table.items() if n not in self.deferred and n != "redis" and c.managed]
         for name in started:  # every one was started at once; this waits for the slowest
             self.wait_ready(name, timeout=60 if name == "prometheus" else 30, healthy=not self.deferred)
 

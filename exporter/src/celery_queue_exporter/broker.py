@@ -16,10 +16,12 @@ A broker kind is one module with a class that satisfies `Broker` (see `redis_bro
 `BrokerReading` holds the per-queue columns, parallel to `queues`. A column the kind cannot know is
 None, and its metric is then absent; 0 means "known to be zero". So a RabbitMQ reading fills
 `ready`, `unacked` and `consumers` from the management API, `ready_age` only when producers stamp
-the AMQP timestamp, and leaves `priority_lengths` and `unacked_age` None. `consumers` given by the
+the AMQP timestamp (a None entry for each other queue, counted in `ready_age_missing`, so a kind
+that always knows every age costs the collector nothing), and leaves `priority_lengths` and
+`unacked_age` None. `consumers` given by the
 broker itself take the place of the inspect reading's per-queue counts (celery_worker_up still
-comes from inspect when it is on; celery_queue_consumers_timestamp_seconds, the time of an inspect
-reading, is then absent). `queues` are Celery's work queues only (event, reply and pidbox queues
+comes from inspect when it is on, and celery_queue_consumers_timestamp_seconds tells that
+reading's time). `queues` are Celery's work queues only (event, reply and pidbox queues
 skipped, see redis_layout.is_internal_queue), configured ones included at 0 before they exist;
 `duration` is the seconds `read()` took; `errors` counts this scrape's problems by reason.
 
@@ -52,7 +54,8 @@ class BrokerReading:
     queues: list[str] = field(default_factory=list)
     ready: list[int] = field(default_factory=list)  # celery_queue_length
     unacked: list[int] | None = None  # celery_queue_unacked
-    ready_age: list[float] | None = None  # celery_queue_oldest_message_age_seconds
+    ready_age: list[float | None] | None = None  # celery_queue_oldest_message_age_seconds
+    ready_age_missing: int = 0  # entries of ready_age that are None: the queue's age not known
     unacked_age: list[float] | None = None  # celery_queue_unacked_oldest_age_seconds
     consumers: list[int] | None = None  # celery_queue_consumers, when the broker itself knows them
     priority_steps: tuple[int, ...] = ()
@@ -80,13 +83,16 @@ class Broker(Protocol):
 def open_broker(config: Config, static_queues: Sequence[str]) -> Broker:
     """The Broker for `config.broker_url`; raises connection.BrokerUrlError for a URL it cannot serve."""
     from celery_queue_exporter.connection import SCHEMES as REDIS_SCHEMES
+    from celery_queue_exporter.rabbitmq_broker import SCHEMES as RABBITMQ_SCHEMES
+    from celery_queue_exporter.rabbitmq_broker import RabbitMQBroker
     from celery_queue_exporter.redis_broker import RedisBroker
 
-    openers: dict[str, Callable[[Config, Sequence[str]], Broker]] = dict.fromkeys(
-        REDIS_SCHEMES, RedisBroker.from_config
-    )
+    openers: dict[str, Callable[[Config, Sequence[str]], Broker]] = {
+        **dict.fromkeys(REDIS_SCHEMES, RedisBroker.from_config),
+        **dict.fromkeys(RABBITMQ_SCHEMES, RabbitMQBroker.from_config),
+    }
     url = config.broker_url
-    scheme = urlsplit(url).scheme.lower()
+    scheme = urlsplit(url.split(";", 1)[0].strip()).scheme.lower()
     opener = openers.get(scheme)
     if opener is None:
         raise BrokerUrlError(

@@ -130,7 +130,8 @@ OPTIONS: tuple[Option, ...] = (
         "broker_url",
         _text,
         "redis://localhost:6379/0",
-        "Redis broker URL: redis://, rediss://, unix://, sentinel://host:port;sentinel://...",
+        "broker URL: Redis (redis://, rediss://, unix://, sentinel://host:port;sentinel://...) or RabbitMQ "
+        "(amqp://, amqps://, pyamqp://; read through its management API)",
         "URL",
         env_fallbacks=("CELERY_BROKER_URL",),
     ),
@@ -218,6 +219,21 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "management_url",
+        _text,
+        None,
+        "RabbitMQ management API, http(s)://[user:pass@]host:port[/prefix] with Celery's ssl_* query "
+        "options for https (default: the amqp:// URL's host on 15672, amqps:// on 15671 with its ssl_* options)",
+        "URL",
+    ),
+    Option(
+        "management_timeout",
+        _positive_float,
+        5.0,
+        "seconds one RabbitMQ management API request may take (connect and read); bounds a scrape",
+        "SECONDS",
+    ),
+    Option(
         "discovery_scan_count",
         _positive_int,
         10000,
@@ -287,6 +303,8 @@ class Config:
     max_queues: int
     queue_grace_period: float
     redis_timeout: float
+    management_url: str | None
+    management_timeout: float
     discovery_scan_count: int
     message_age: bool
     consumers_interval: float
@@ -319,7 +337,7 @@ class _QuietParser(argparse.ArgumentParser):
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = _QuietParser(
         prog="celery-queue-exporter",
-        description="Prometheus exporter for what waits in a Celery Redis broker. Every option is also "
+        description="Prometheus exporter for what waits in a Celery broker (Redis or RabbitMQ). Every option is also "
         f"an environment variable {ENV_PREFIX}<NAME> and a key of the --config YAML file; precedence: "
         "flag, environment, config file, the app's broker_transport_options, default.",
     )

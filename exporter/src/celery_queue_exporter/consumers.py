@@ -5,9 +5,10 @@ A worker killed with SIGKILL sends no worker-offline event, so Flower keeps it "
 simply stops answering, and celery_worker_up turns 0 for it until worker_grace_period has passed.
 
 A broadcast waits for replies (1 s by default), so it never runs inside a scrape. It is the only
-part of the exporter that writes to Redis, through Celery itself: PUBLISH of the broadcast, and
-the reply queue Celery declares and pops. A read-only ACL user cannot do it: the metric is then
-absent and the log says why.
+part of the exporter that writes to the broker, through Celery itself: on Redis PUBLISH of the
+broadcast and the reply queue Celery declares and pops; on RabbitMQ the pidbox exchanges, the
+broadcast and a reply queue of its own. A read-only user cannot do it: the metric is then absent
+and the log says why.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ INSPECT_NEEDS = (
 )
 # celery_exporter_consumers_reading_errors_total{reason}: refused (permissions), failed (anything else)
 ERROR_REASONS = ("refused", "failed")
+# Celery's mailbox on RabbitMQ: it declares and publishes to the celery.pidbox exchange, declares
+# the reply.celery.pidbox exchange and its own <uuid>.reply.celery.pidbox queue, binds and reads it.
+INSPECT_PERMISSIONS_AMQP = {
+    "configure": r"^(celery\.pidbox|reply\.celery\.pidbox|[-0-9a-f]+\.reply\.celery\.pidbox)$",
+    "write": r"^(celery\.pidbox|[-0-9a-f]+\.reply\.celery\.pidbox)$",
+    "read": r"^(reply\.celery\.pidbox|[-0-9a-f]+\.reply\.celery\.pidbox)$",
+}
+INSPECT_NEEDS_AMQP = "Celery's inspect needs these permissions on the vhost: " + ", ".join(
+    f"{kind} {pattern}" for kind, pattern in INSPECT_PERMISSIONS_AMQP.items()
+)
 
 
 class ConsumersReading:
@@ -109,9 +120,13 @@ class ConsumersReading:
             return
         except Exception as exc:  # noqa: BLE001 - any broker or permission error: report, retry later
             text = str(exc)
+            amqp_refused = "ACCESS_REFUSED" in text
             refused = isinstance(exc, NoPermissionError) or "NOPERM" in text or "no permissions" in text
-            if refused:
-                why = f"the Redis user may not run it ({INSPECT_NEEDS}); celery_queue_consumers is not exported"
+            if refused or amqp_refused:
+                user = "RabbitMQ" if amqp_refused else "Redis"
+                needs = INSPECT_NEEDS_AMQP if amqp_refused else INSPECT_NEEDS
+                why = f"the {user} user may not run it ({needs}); celery_queue_consumers is not exported"
+                refused = True
             else:
                 why = "celery_queue_consumers is kept from the last good reading, if any"
             self._problem(f"inspect active_queues failed: {type(exc).__name__}: {redact_url(text)}; {why}")

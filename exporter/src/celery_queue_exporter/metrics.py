@@ -24,7 +24,7 @@ QUEUE = ("queue_name",)
 QUEUE_LENGTH = MetricDef(
     "celery_queue_length",
     "gauge",
-    "Ready messages waiting in the queue's Redis lists, summed over all priority steps.",
+    "Ready messages waiting in the queue: on Redis summed over its priority lists, on RabbitMQ messages_ready.",
     QUEUE,
 )
 QUEUE_PRIORITY_LENGTH = MetricDef(
@@ -44,8 +44,9 @@ QUEUE_OLDEST_MESSAGE_AGE = MetricDef(
     "celery_queue_oldest_message_age_seconds",
     "gauge",
     "Age of the oldest ready message of the queue, 0 when none waits. Exact when the producer stamps "
-    "the x-published-at header (celery_queue_exporter.stamp_publish_time); otherwise the time since the "
-    "exporter first saw that message at the tail of its list, a lower bound.",
+    "the x-published-at header (celery_queue_exporter.stamp_publish_time); otherwise, on Redis, the time "
+    "since the exporter first saw that message at the tail of its list, a lower bound, and on RabbitMQ "
+    "from the head message's AMQP timestamp, absent without one.",
     QUEUE,
 )
 QUEUE_UNACKED_OLDEST_AGE = MetricDef(
@@ -60,13 +61,15 @@ QUEUE_UNACKED_OLDEST_AGE = MetricDef(
 QUEUE_CONSUMERS = MetricDef(
     "celery_queue_consumers",
     "gauge",
-    "Workers consuming the queue, from the last background inspect active_queues.",
+    "Workers consuming the queue: on Redis from the last background inspect active_queues, on RabbitMQ "
+    "the broker's own count.",
     QUEUE,
 )
 QUEUE_CONSUMERS_TIMESTAMP = MetricDef(
     "celery_queue_consumers_timestamp_seconds",
     "gauge",
-    "Unix time of the last successful inspect active_queues reading behind celery_queue_consumers.",
+    "Unix time of the last successful inspect active_queues reading behind celery_worker_up (and, on "
+    "Redis, celery_queue_consumers).",
 )
 WORKER_UP = MetricDef(
     "celery_worker_up",
@@ -90,7 +93,9 @@ CONSUMERS_READING_ERRORS = MetricDef(
 )
 
 # The exporter's own health and configuration (collectors/health.py).
-BROKER_UP = MetricDef("celery_broker_up", "gauge", "1 if this scrape could read the Redis broker, else 0.")
+BROKER_UP = MetricDef(
+    "celery_broker_up", "gauge", "1 if this scrape could read the broker (RabbitMQ: its management API), else 0."
+)
 BROKER_VISIBILITY_TIMEOUT = MetricDef(
     "celery_broker_visibility_timeout_seconds",
     "gauge",

@@ -10,7 +10,8 @@ from celery_queue_exporter.exposition import ColumnFamily
 
 
 class QueueCollector:
-    """Yields nothing while the broker is down; a column the broker kind cannot know is absent."""
+    """Yields nothing while the broker is down; a column the broker kind cannot know is absent, and
+    so is the line of a queue whose entry is None."""
 
     def families(self, r: BrokerReading) -> Iterator[ColumnFamily]:
         if not r.up:
@@ -23,6 +24,10 @@ class QueueCollector:
         if r.unacked is not None:
             yield ColumnFamily(metrics.QUEUE_UNACKED, by_queue, r.unacked)
         if r.ready_age is not None:
-            yield ColumnFamily(metrics.QUEUE_OLDEST_MESSAGE_AGE, by_queue, r.ready_age)
+            if r.ready_age_missing:  # some queues' ages are not known: their lines are absent
+                known = [(q, age) for q, age in zip(r.queues, r.ready_age, strict=True) if age is not None]
+                yield ColumnFamily(metrics.QUEUE_OLDEST_MESSAGE_AGE, ([q for q, _ in known],), [a for _, a in known])
+            else:
+                yield ColumnFamily(metrics.QUEUE_OLDEST_MESSAGE_AGE, by_queue, r.ready_age)  # type: ignore[arg-type]
         if r.unacked_age is not None:
             yield ColumnFamily(metrics.QUEUE_UNACKED_OLDEST_AGE, by_queue, r.unacked_age)

@@ -48,7 +48,8 @@ class WorkersCollector:
             names = list(r.queues) if r.up else sorted(counts)
             names += sorted(set(counts) - set(names))  # queues workers consume that the broker does not know yet
             yield ColumnFamily(metrics.QUEUE_CONSUMERS, (names,), [counts.get(q, 0) for q in names])
-            yield gauge(metrics.QUEUE_CONSUMERS_TIMESTAMP, taken_at)
+        # The reading's age also tells how fresh celery_worker_up is (CeleryExporterConsumersStale).
+        yield gauge(metrics.QUEUE_CONSUMERS_TIMESTAMP, taken_at)
         workers = self.consumers.workers()
         names = sorted(workers)
         yield ColumnFamily(metrics.WORKER_UP, (names,), [workers[w] for w in names])
