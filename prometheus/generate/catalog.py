@@ -300,11 +300,12 @@ def consumers_stale(c: RuleContext) -> Built:
         "{{ $value | humanizeDuration }} ago{{ end }}"
     )
     if c.params["required"]:
-        # The exporter drops the reading when Redis refuses inspect (or it never succeeded): a live
-        # exporter without one is blind to consumers. The value 0 tells that case apart.
-        job = q.string(c.settings["jobs"]["exporter"])
+        # The exporter drops the reading when the broker refuses inspect (or it never succeeded):
+        # an exporter whose reading is on but has none is blind to consumers. The value 0 tells
+        # that case apart. An exporter run with the reading off says so (enabled 0): not an alert.
         missing = (
-            f"(\n  up{{job={job}}} == 1\n  unless on (job, instance, {BROKER_LABEL})\n"
+            "(\n  celery_exporter_consumers_reading_enabled == 1\n"
+            f"  unless on (job, instance, {BROKER_LABEL})\n"
             "  celery_queue_consumers_timestamp_seconds\n) * 0"
         )
         expr = f"{age}\nor\n{missing}"
@@ -318,7 +319,14 @@ def consumers_stale(c: RuleContext) -> Built:
 
 
 # Errors of these reasons come and go with the broker's availability (CeleryBrokerDown's concern).
-TRANSIENT_SCRAPE_ERRORS = ("redis",)
+TRANSIENT_SCRAPE_ERRORS = (
+    "redis",
+    "rabbitmq_unreachable",
+    "rabbitmq_auth",
+    "rabbitmq_not_found",
+    "rabbitmq_http",
+    "malformed_reply",
+)
 
 
 def scrape_errors(c: RuleContext) -> Built:
