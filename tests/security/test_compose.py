@@ -89,7 +89,7 @@ def test_flower_needs_credentials_from_the_environment(services: dict[str, Any])
     assert "${FLOWER_BASIC_AUTH:?" in COMPOSE.read_text()
     # Its /metrics is unauthenticated: Prometheus reaches it on the compose network only.
     targets = yaml.safe_load((REPO / "prometheus" / "targets" / "compose" / "flower.yml").read_text())
-    assert targets == [{"targets": ["flower:5555"]}]
+    assert [group["targets"] for group in targets] == [["flower:5555"]]
 
 
 def test_grafana_admin_from_the_environment_no_anonymous_no_sign_up(services: dict[str, Any]) -> None:
