@@ -10,6 +10,7 @@ every valid task still runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -124,8 +125,11 @@ def test_garbage_in_a_consumed_queue(tmp_path: Path, stacks, report: Report) -> 
             # key may never answer a ping (a crash loop), so that one is not waited for.
             stack.start_component("worker", wait=garbage is not None)
             if garbage is None:
-                time.sleep(3)
-                again = not stack.procs["worker"].alive()
+                # A prefork worker meets the key only once its pool has started (about 4 s here).
+                restarted = stack.procs["worker"]
+                with contextlib.suppress(TimeoutError):
+                    wait_until(lambda p=restarted: not p.alive(), 20, "the restarted worker to exit")
+                again = not restarted.alive()
                 report.observed(f"restarted worker {'exited again: a crash loop' if again else 'kept running'}")
                 client.delete("error_logs")
                 report.injected("the string key deleted (the fix an operator applies)")

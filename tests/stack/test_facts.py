@@ -22,7 +22,7 @@ from native.components import DEFAULT_PORTS, Component, Layout
 from prometheus import generate
 from prometheus.generate import promql
 from tests.support.procs import REPO, Proc, wait_until
-from tests.support.stack import StackRedis
+from tests.support.stack import LocalStack, StackRedis
 from workers import routing
 from workers.app import create_app
 from workers.config import Settings
@@ -96,6 +96,14 @@ def test_compose_runs_each_component_as_the_table_does(name: str) -> None:
     if c.kind == "receiver":  # compose runs the module with the interpreter of its image
         ours = (["python", *ours[0][1:]], ours[1])
     assert theirs == ours, f"docker-compose.yml's {c.kind} runs {theirs}, native/components.py {ours}"
+
+
+def test_the_test_stack_runs_the_compose_workers_pool(tmp_path: Path) -> None:
+    """The at-least-once behaviour tests/faults measure is that of the pool users run."""
+    pool_flags = ("--pool", "-P")
+    _, ours = split(components.worker(LocalStack(tmp_path).layout, "worker").argv)
+    _, theirs = split(compose_argv("worker"))
+    assert {f: ours.get(f) for f in pool_flags} == {f: theirs.get(f) for f in pool_flags}
 
 
 def test_the_worker_image_runs_the_compose_worker() -> None:

@@ -124,9 +124,6 @@ class LocalStack:
             ports=self.ports,
             worker_name="e2e-worker@%h",
             worker_queues=self.worker_queues,
-            # Not yet the prefork pool make up and compose run: with it, test_broker_outage loses
-            # late-ack tasks across a Redis outage (to be investigated, see the report of issue 9).
-            worker_pool="threads",
             worker_concurrency=4,
             beat=self.beat,
             # workers per queue and celery_worker_up within a second, as the short intervals here
