@@ -37,8 +37,14 @@ class Invalidation:
 class RespConnection:
     def __init__(self, client: redis.Redis, timeout: float) -> None:
         pool = client.connection_pool
-        self._conn = pool.connection_class(**{**pool.connection_kwargs, "protocol": 3})
-        self._conn.connect()
+        self.resp3 = True
+        try:
+            self._conn = pool.connection_class(**{**pool.connection_kwargs, "protocol": 3})
+            self._conn.connect()
+        except redis.exceptions.ResponseError:  # a server or proxy without HELLO 3: no change notices
+            self.resp3 = False
+            self._conn = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
+            self._conn.connect()
         self._sock = self._conn._sock
         self._sock.settimeout(timeout)
         self._reader = hiredis.Reader(replyError=redis.exceptions.ResponseError)
@@ -50,6 +56,8 @@ class RespConnection:
 
     def track(self) -> str | None:
         """Ask Redis to report changes of every key this connection reads; the refusal, if any."""
+        if not self.resp3:
+            return "no RESP3 (HELLO 3 refused)"
         (reply,) = self.execute(pack("CLIENT", "TRACKING", "ON"), 1)
         self.tracking = not isinstance(reply, Exception)
         return None if self.tracking else str(reply)
