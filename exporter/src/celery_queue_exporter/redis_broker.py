@@ -11,6 +11,7 @@ entries are resolved to their queue once, by a read-only script returning only t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -38,9 +39,12 @@ log = logging.getLogger(__name__)
 # Bounds on what one command may do, so that none holds Redis for more than about a millisecond
 # (measured on redis-server 7.0: ZRANGE ~0.05 us an entry, HGET+search in Lua a few us an entry).
 ZRANGE_SLICE = 10000  # unacked index entries per ZRANGE
+ZMSCORE_SLICE = 500  # scores per ZMSCORE (each is formatted as text: ~3 us)
 RESOLVE_BATCH = 100  # unacked entries per script call or HMGET
 RESOLVE_PIPELINE = 20000  # unacked entries resolved per round trip
 SCRIPTS, PLAIN = "scripts", "plain"
+# Asked once per connection: NOSCRIPT (or 1) means this user may run read-only scripts.
+PROBE_SHA = hashlib.sha1(b"#!lua flags=no-writes\nreturn 1").hexdigest()
 READ_MODES = (SCRIPTS, PLAIN)
 
 
@@ -187,14 +191,11 @@ class RedisBroker:
             return self._conn
         conn = RespConnection(self.client, self.time_budget)
         refused = conn.track()
-        probe = conn.execute(pack("EVALSHA_RO", UNACKED_TAILS_SHA, 0, self._hash_key, b""), 1)[0]
+        (probe,) = conn.execute(pack("EVALSHA_RO", PROBE_SHA, 0), 1)
         self._round_trips += 2
-        self._script_cached = not isinstance(probe, Exception)
-        # NOSCRIPT: allowed, not cached yet. NOPERM, an unknown (renamed) command, a proxy's refusal: plain.
-        scripts_ok = self._script_cached or str(probe).startswith("NOSCRIPT")
-        self.read_mode = SCRIPTS if scripts_ok else PLAIN
-        how = "and a read-only script for new unacked entries" if scripts_ok else f"only (scripts refused: {probe})"
-        self._once(f"mode-{self.read_mode}", f"reading Redis in {self.read_mode} mode: pipelined plain commands {how}")
+        self._script_cached = False
+        # NOSCRIPT: allowed, not cached. NOPERM, an unknown (renamed) command, a proxy's refusal: plain.
+        self._set_mode(not isinstance(probe, Exception) or str(probe).startswith("NOSCRIPT"), probe)
         self._once(
             f"tracking-{refused is None}",
             "Redis client-side caching on: lists are read again only when they change"
@@ -206,6 +207,11 @@ class RedisBroker:
         self._binding_dirty.update(k for k in self._binding_keys())
         self._conn = conn
         return conn
+
+    def _set_mode(self, scripts_ok: bool, why: object) -> None:
+        self.read_mode = SCRIPTS if scripts_ok else PLAIN
+        how = "and a read-only script for new unacked entries" if scripts_ok else f"only (scripts refused: {why})"
+        self._once(f"mode-{self.read_mode}", f"reading Redis in {self.read_mode} mode: pipelined plain commands {how}")
 
     def _once(self, what: str, message: str) -> None:
         if what not in self._logged:
@@ -231,6 +237,7 @@ class RedisBroker:
             pack("SMEMBERS", k) for k in dirty
         )
         replies = self._execute(request, 1 + len(dirty))
+        self._binding_dirty.difference_update(dirty)  # a change since is in conn.pushes: dirty again
         return self._scanned(replies[0], dict(zip(dirty, replies[1:], strict=True)))
 
     def _scanned(self, scan: Any, read: dict[bytes, Any]) -> tuple[bytes, BindingSets]:
@@ -239,7 +246,6 @@ class RedisBroker:
             raise scan
         cursor, found = scan
         bindings = self.discovery.bindings
-        self._binding_dirty.difference_update(read)
         new = [k for k in found if k not in read and bindings.members(k) is None]
         if new:  # a binding set never read: read it now, so a new queue shows in this scrape
             read.update(zip(new, self._execute(b"".join(pack("SMEMBERS", k) for k in new), len(new)), strict=True))
@@ -308,18 +314,20 @@ class RedisBroker:
         now = self.clock()
 
         # Invalidations that arrived during the pipeline: a key read before one changed after.
+        pushes, conn.pushes = conn.pushes, []
         first_read: dict[bytes, int] | None = None
-        if conn.pushes:
+        if pushes:
             first_read = {k: first_list + per_key * i for i, k in enumerate(to_read)}
-            first_read[self._zset_key] = 1 + len(dirty_bindings)
             first_read.update((k, 1 + i) for i, k in enumerate(dirty_bindings))
+            if zset_slices:
+                first_read[self._zset_key] = 1 + len(dirty_bindings)
         self._store_lists(reading, to_read, replies[first_list:], per_key, now)
+        self._binding_dirty.difference_update(dirty_bindings)
         if zset_slices:
             self._unacked_dirty = False
             self._unacked_tags = self._unacked_index(reading, replies[1 + len(dirty_bindings) : first_list])
-        self.lists.changed(conn.pushes, first_read)
-        self._binding_changes(conn.pushes, first_read)
-        conn.pushes.clear()
+        self.lists.changed(pushes, first_read)
+        self._binding_changes(pushes, first_read)
 
         cursor, sets = self._scanned(
             replies[0], dict(zip(dirty_bindings, replies[1 : 1 + len(dirty_bindings)], strict=True))
@@ -460,9 +468,10 @@ class RedisBroker:
                 if len(first) == len(counts):
                     break
         # Scores are asked for these few only; a tag redelivered keeps its name but not its score.
-        (scores,) = self._execute(pack("ZMSCORE", self._zset_key, *first.values()), 1)
-        if isinstance(scores, Exception):
-            raise scores
+        tags_first = list(first.values())
+        slices = [tags_first[i : i + ZMSCORE_SLICE] for i in range(0, len(tags_first), ZMSCORE_SLICE)]
+        replies = self._execute(b"".join(pack("ZMSCORE", self._zset_key, *t) for t in slices), len(slices))
+        scores = [score for reply in self._checked(replies) for score in reply]
         oldest = {q: float(score) for q, score in zip(first, scores, strict=True) if score is not None}
         return counts, oldest, unattributed
 
@@ -501,7 +510,11 @@ class RedisBroker:
                     requests.append(pack("EVALSHA_RO", UNACKED_TAILS_SHA, *args))
             replies = self._execute(b"".join(requests), len(batches))
             self._script_cached = True
-            if attempt == 0 and any(str(r).startswith("NOSCRIPT") for r in replies if isinstance(r, Exception)):
+            errors = [str(r) for r in replies if isinstance(r, Exception)]
+            if any(e.startswith("NOPERM") for e in errors):  # allowed EVALSHA_RO but not EVAL_RO, say
+                self._set_mode(False, errors[0])
+                return self._resolve_parts(batches)
+            if attempt == 0 and any(e.startswith("NOSCRIPT") for e in errors):
                 self._script_cached = False  # the script cache was flushed meanwhile
                 continue
             break
