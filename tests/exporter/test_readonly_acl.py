@@ -8,7 +8,7 @@ import redis
 from tests.exporter.test_unacked_and_ages import sample
 
 PASSWORD = "s3cret-Pa55"
-# Kept identical to the README's "Read-only Redis user" section.
+# The README's older rule (still works, in scripts mode; it refuses CLIENT TRACKING).
 ACL_RULES = (
     "on >{password} ~* resetchannels -@all +@read -@dangerous +@connection -client +client|setname "
     "+select +evalsha_ro +eval_ro"
