@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -156,20 +157,20 @@ def stats(times: list[float]) -> tuple[float, float]:
 
 
 def measure(fn, repeats: int, budget: float) -> tuple[float, float, int]:
-    """Median and p90 ms of fn() over `repeats` runs (fewer if they would exceed `budget` s)."""
+    """Median and p90 ms of fn() (which returns the seconds it timed) over `repeats` runs (fewer
+    if they would exceed `budget` s)."""
     fn()  # warm-up
     times: list[float] = []
     deadline = time.monotonic() + budget
     while len(times) < repeats and (len(times) < 3 or time.monotonic() < deadline):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
+        times.append(fn())
     median, p90 = stats(times)
     return median, p90, len(times)
 
 
-def measure_interleaved(fns: dict, repeats: int, budget: float) -> dict[str, tuple[float, float, int]]:
-    """Like measure(), taking turns between the functions so that they share the same load."""
+def measure_interleaved(fns: dict, repeats: int, budget: float, windows: dict | None = None) -> dict:
+    """Like measure(), taking turns between the functions so that they share the same load.
+    `windows` gets the (start, end) monotonic times of each call, for the latency probe."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -177,30 +178,38 @@ def measure_interleaved(fns: dict, repeats: int, budget: float) -> dict[str, tup
     rounds = 0
     while rounds < repeats and (rounds < 3 or time.monotonic() < deadline):
         for name, fn in fns.items():
-            started = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - started)
+            started = time.monotonic()
+            times[name].append(fn())
+            if windows is not None:
+                windows.setdefault(name, []).append((started, time.monotonic()))
         rounds += 1
     return {name: (*stats(t), len(t)) for name, t in times.items()}
 
 
 def floor_fn(client: redis.Redis, keys: list[str]):
-    def run() -> None:
+    def run() -> float:
+        started = time.perf_counter()
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.llen(key)
         pipe.execute()
+        return time.perf_counter() - started
 
     return run
 
 
-def exporter_fn(url: str, check_total: int | None = None):
-    def run() -> None:
-        _, body = timed_get(url)
+def exporter_fn(url: str, check_total: int | None = None, before=None):
+    """GET /metrics timed; the total check (and `before`, e.g. changing every list) untimed."""
+
+    def run() -> float:
+        if before is not None:
+            before()
+        elapsed, body = timed_get(url)
         if check_total is not None:
             total = sum(float(v) for v in re.findall(rb"^celery_queue_length\{[^}]*\} (\S+)$", body, re.M))
             if int(total) != check_total:
                 raise SystemExit(f"bench: the exporter reported {total} ready messages, expected {check_total}")
+        return elapsed
 
     return run
 
@@ -211,17 +220,77 @@ def round_trips(url: str) -> int:
     return int(float(match.group(1))) if match else -1
 
 
-def commands_per_scrape(client: redis.Redis, url: str, scrapes: int = 5) -> float:
-    """Top-level commands the exporter sends per scrape, counted by Redis itself (pipelined ones too)."""
+PROBE_KEY = "bench:probe"
+PLAIN_USER, PLAIN_PASSWORD = "benchplain", "bench-Pa55"
+EXPORTER_CLIENT, FLOOR_CLIENT = "celery-queue-exporter", "bench-floor"
 
-    def calls() -> int:
-        info = client.info("commandstats")
-        return sum(info.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha_ro", "eval_ro", "zrange", "zmscore"))
 
-    before = calls()
-    for _ in range(scrapes):
-        timed_get(url)
-    return (calls() - before) / scrapes
+def probe_loop(port: int, out_path: str) -> None:
+    """A producer and a worker in one: LPUSH then RPOP, every millisecond, each pair's latency
+    written as `start(monotonic) microseconds` (run as a subprocess: its own GIL)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    client = redis.Redis(port=port, client_name="bench-probe")
+    with open(out_path, "w", buffering=1) as out:  # line-buffered: read while it runs
+        while True:
+            started = time.monotonic()
+            client.lpush(PROBE_KEY, "x")
+            client.rpop(PROBE_KEY)
+            out.write(f"{started:.6f} {(time.monotonic() - started) * 1e6:.0f}\n")
+            time.sleep(0.001)
+
+
+def probe_latency(path: Path, windows: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Max and p99 ms of the probe's LPUSH+RPOP pairs begun inside `windows`."""
+    spans = sorted(windows)
+    lat = []
+    for line in path.read_text().splitlines():
+        started, micros = line.split()
+        t = float(started)
+        if any(a <= t <= b for a, b in spans):
+            lat.append(int(micros) / 1000)
+    if not lat:
+        return None
+    lat.sort()
+    return lat[-1], lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
+
+
+def longest_command(admin: redis.Redis, fn, client_name: str, runs: int = 3) -> tuple[float, float, str]:
+    """The longest single command `client_name` sent during `runs` calls of fn(): (max ms, 99.9th
+    percentile ms, name of the longest), from SLOWLOG with slowlog-log-slower-than 0 (which slows
+    Redis: never on while timing). SLOWLOG times wall clock: on a loaded machine even an O(1) LLEN
+    may show a millisecond or more when redis-server is descheduled; the percentile and the floor's
+    own column show that noise."""
+    admin.config_set("slowlog-max-len", 1_000_000)
+    admin.config_set("slowlog-log-slower-than", 0)
+    admin.slowlog_reset()
+    try:
+        for _ in range(runs):
+            fn()
+        entries = admin.slowlog_get(1_000_000)
+    finally:
+        admin.config_set("slowlog-log-slower-than", 10000)
+        admin.slowlog_reset()
+    name = client_name.encode()
+    mine = sorted((e for e in entries if e.get("client_name") in (name, client_name)), key=lambda e: e["duration"])
+    if not mine:
+        return 0.0, 0.0, "-"
+    top = mine[-1]
+    p999 = mine[min(len(mine) - 1, round(0.999 * (len(mine) - 1)))]["duration"]
+    command = top["command"].split()[0].decode(errors="replace") if top["command"] else "?"
+    return top["duration"] / 1000, p999 / 1000, command
+
+
+def churn_fn(client: redis.Redis, keys: list[str], seeder: Seeder):
+    """Every list's tail leaves and a new message arrives: the worst case for the exporter's cache."""
+
+    def run() -> None:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.rpop(key)
+            pipe.lpush(key, seeder.message(key.split(SEP)[0]))
+        pipe.execute()
+
+    return run
 
 
 def start_exporter(redis_url: str, workdir: Path, extra: list[str] = ()) -> tuple[Proc, str]:
@@ -293,23 +362,37 @@ def start_redis(workdir: Path, socket_timeout: float) -> tuple[RedisServer, int,
     return server, server.port, server.client(socket_timeout=socket_timeout)
 
 
+def fmt_probe(value: tuple[float, float] | None) -> str:
+    return "n/a" if value is None else f"{value[0]:.1f} / {value[1]:.1f}"
+
+
 def run_sizes(args: argparse.Namespace, workdir: Path) -> None:
     server, port, shallow_client = start_redis(workdir, socket_timeout=300)
     template = template_message(workdir)
     deep_client = redis.Redis(port=port, db=1, socket_timeout=300)
+    floor_client = redis.Redis(port=port, db=0, socket_timeout=300, client_name=FLOOR_CLIENT)
+    floor_deep_client = redis.Redis(port=port, db=1, socket_timeout=300, client_name=FLOOR_CLIENT)
     shallow_seeder, deep_seeder = Seeder(shallow_client, template), Seeder(deep_client, template)
     shallow_url, deep_url = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
-    print(f"machine: {machine()}")
+    plain_url = f"redis://{PLAIN_USER}:{PLAIN_PASSWORD}@127.0.0.1:{port}/0"
+    plain_rules = ["on", f">{PLAIN_PASSWORD}", "~*", "resetchannels", "-@all", "+@read", "+@connection"]
+    shallow_client.execute_command("ACL", "SETUSER", PLAIN_USER, *plain_rules)
+    probe_path = workdir / "probe.txt"
+    probe = Proc("probe", [sys.executable, __file__, "--probe", str(port), str(probe_path)], workdir)
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the start")
     print(
         f"message: {len(shallow_seeder.message('queue00000'))} bytes (Celery 5 protocol 2, as published); "
         f"backlog {args.backlog:,} messages, {args.unacked:,} unacked entries"
     )
     print()
     header = (
-        "| N queues (x4 lists) | exporter, 1 msg/list | same, --message-age false | exporter, backlog "
+        "| N queues (x4 lists) | exporter, 1 msg/list (scripts mode) | same, plain read-only user "
+        "| same, --message-age false | same, every list changed since the last scrape | exporter, backlog "
         "| exporter, backlog + unacked (steady) | first scrape with new unacked | floor: pipelined LLEN "
-        "| floor, backlog | redis_exporter --check-keys | round trips / scrape: without, with unacked "
-        "(commands Redis counted) |"
+        "| floor, backlog | redis_exporter --check-keys "
+        "| longest Redis command, max / 99.9th percentile (SLOWLOG): exporter scripts; plain; churn; floor "
+        "| producer LPUSH+RPOP max / p99: idle; during exporter; during floor "
+        "| round trips / scrape: without, with unacked |"
     )
     print(header)
     print("|---:" * (header.count("|") - 1) + "|")
@@ -325,21 +408,36 @@ def run_sizes(args: argparse.Namespace, workdir: Path) -> None:
             try:
                 exporter, url = start_exporter(shallow_url, workdir)
                 children.append(exporter)
+                plain_exporter, plain_metrics = start_exporter(plain_url, workdir)
+                children.append(plain_exporter)
                 no_age_exporter, no_age_url = start_exporter(shallow_url, workdir, ["--message-age", "false"])
                 children.append(no_age_exporter)
                 deep_exporter, deep_url_metrics = start_exporter(deep_url, workdir)
                 children.append(deep_exporter)
-                results = measure_interleaved(
-                    {
-                        "shallow": exporter_fn(url, check_total=len(keys)),
-                        "no_age": exporter_fn(no_age_url, check_total=len(keys)),
-                        "deep": exporter_fn(deep_url_metrics, check_total=max(args.backlog, len(keys))),
-                        "floor": floor_fn(shallow_client, keys),
-                        "floor_deep": floor_fn(deep_client, keys),
-                    },
-                    args.repeats,
-                    args.budget,
-                )
+                idle_from = time.monotonic()
+                time.sleep(3)
+                idle = probe_latency(probe_path, [(idle_from, time.monotonic())])
+                windows: dict[str, list[tuple[float, float]]] = {}
+                functions = {
+                    "shallow": exporter_fn(url, check_total=len(keys)),
+                    "plain": exporter_fn(plain_metrics, check_total=len(keys)),
+                    "no_age": exporter_fn(no_age_url, check_total=len(keys)),
+                    "deep": exporter_fn(deep_url_metrics, check_total=max(args.backlog, len(keys))),
+                    "floor": floor_fn(floor_client, keys),
+                    "floor_deep": floor_fn(floor_deep_client, keys),
+                }
+                results = measure_interleaved(functions, args.repeats, args.budget, windows)
+                exporter_windows = windows["shallow"] + windows["plain"] + windows["deep"]
+                during_exporter = probe_latency(probe_path, exporter_windows)
+                during_floor = probe_latency(probe_path, windows["floor"] + windows["floor_deep"])
+                churn = churn_fn(shallow_client, keys, shallow_seeder)
+                churned = measure(exporter_fn(url, check_total=len(keys), before=churn), args.repeats, args.budget)
+                longest = [
+                    longest_command(shallow_client, functions["shallow"], EXPORTER_CLIENT),
+                    longest_command(shallow_client, functions["plain"], EXPORTER_CLIENT),
+                    longest_command(shallow_client, exporter_fn(url, before=churn), EXPORTER_CLIENT),
+                    longest_command(shallow_client, functions["floor"], FLOOR_CLIENT),
+                ]
                 rx = start_redis_exporter(port, workdir)
                 redis_exp = None
                 if rx is not None:
@@ -352,25 +450,58 @@ def run_sizes(args: argparse.Namespace, workdir: Path) -> None:
                 first, _ = timed_get(deep_url_metrics)
                 with_unacked = measure(exporter_fn(deep_url_metrics), args.repeats, args.budget)
                 trips = round_trips(deep_url_metrics)
-                counted = commands_per_scrape(deep_client, deep_url_metrics)
             finally:
                 for child in children:
                     child.stop()
+            commands = "; ".join(f"{ms:.2f} / {p999:.2f} ({name})" for ms, p999, name in longest)
             print(
-                f"| {n:,} | {fmt(results['shallow'])} | {fmt(results['no_age'])} | {fmt(results['deep'])} "
+                f"| {n:,} | {fmt(results['shallow'])} | {fmt(results['plain'])} | {fmt(results['no_age'])} "
+                f"| {fmt(churned)} | {fmt(results['deep'])} "
                 f"| {fmt(with_unacked)} | {first * 1000:.0f} | {fmt(results['floor'])} | {fmt(results['floor_deep'])} "
-                f"| {fmt(redis_exp)} | {trips_no_unacked}, {trips} ({counted:g}) |",
+                f"| {fmt(redis_exp)} | {commands} "
+                f"| {fmt_probe(idle)}; {fmt_probe(during_exporter)}; {fmt_probe(during_floor)} "
+                f"| {trips_no_unacked}, {trips} |",
                 flush=True,
             )
             shallow_client.flushdb()
             deep_client.flushdb()
+        huge(shallow_client, port, workdir)
     finally:
+        probe.stop()
         server.stop()
     print()
-    print("Times in ms, median / p90 of end-to-end HTTP GET /metrics (floor: in-process pipeline).")
+    print(
+        "Times in ms, median / p90 of end-to-end HTTP GET /metrics (floor: in-process pipeline; churn: "
+        "untimed RPOP+LPUSH of every list before each timed scrape). Longest command: ms (the name of the "
+        "longest). "
+        f"Load average {os.getloadavg()[0]:.1f} at the end."
+    )
     print(
         f"bench: {' '.join(sys.argv[1:]) or '(defaults)'}; "
         f"finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+def huge(client: redis.Redis, port: int, workdir: Path) -> None:
+    """A 27 MB message at a list tail: how long the exporter's read of it holds Redis, against
+    Redis copying it once for a plain LINDEX from another client."""
+    client.flushdb()
+    client.sadd("_kombu.binding.huge", f"huge{SEP}{SEP}huge")
+    big = json.dumps({"body": "x" * 27_000_000, "properties": {"delivery_tag": "huge-1"}})
+    client.lpush("huge", big)
+    exporter, url = start_exporter(f"redis://127.0.0.1:{port}/0", workdir, ["--redis-timeout", "30"])
+    try:
+        client.lpush("huge", "{}")  # a change at the head: the tail is read again (invalidation)
+        took, _, name = longest_command(client, exporter_fn(url), EXPORTER_CLIENT, runs=1)
+        copy = redis.Redis(port=port, client_name="bench-copy")
+        once, _, _ = longest_command(client, lambda: copy.lindex("huge", -1), "bench-copy", runs=1)
+    finally:
+        exporter.stop()
+        client.flushdb()
+    print()
+    print(
+        f"27 MB message at a list tail: the exporter's longest command {took:.1f} ms ({name}); "
+        f"the same LINDEX from another client (one copy) {once:.1f} ms"
     )
 
 
@@ -422,7 +553,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per measurement at most (min 3 runs)")
     parser.add_argument("--memory-scrapes", type=int, default=0, help="instead: RSS across this many scrapes")
     parser.add_argument("--memory-queues", type=int, default=100)
+    parser.add_argument("--probe", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        probe_loop(int(args.probe[0]), args.probe[1])
+        return
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     with tempfile.TemporaryDirectory(prefix="celery-exporter-bench-") as tmp:
         if args.memory_scrapes:

@@ -55,6 +55,7 @@ def test_memory_flat_across_scrapes_with_churn(redis_server):
     # 20 non-empty lists, 50 unacked entries (+1000: entries acked since are pruned in bulk).
     bounds = {
         "tails_first_seen": 21,
+        "lists_known": 4 * 22,  # every priority list of the queues measured, empty or not
         "unacked_routing": live_unacked + 1000 + 1,
         "binding_sets": 22,
         "queues_seen": 22,

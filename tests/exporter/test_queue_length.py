@@ -86,6 +86,10 @@ def test_round_trips_do_not_grow_with_queues(redis_server, start_exporter):
         client.lpush(f"q{i}", "{}", "{}")
     samples = exporter.scrape()
     assert sample_of(samples, "celery_exporter_queues") == 301
+    # binding sets never seen: their members, then the new queues' lists (whatever their number)
+    assert sample_of(samples, "celery_exporter_redis_round_trips") == 3
+    samples = exporter.scrape()
+    assert sample_of(samples, "celery_queue_length", queue_name="q299") == 2
     assert sample_of(samples, "celery_exporter_redis_round_trips") == 1
     # unacked entries add one round trip (the scores of each queue's oldest), whatever their number
     for i in range(200):

@@ -8,7 +8,7 @@ import redis
 from tests.exporter.test_unacked_and_ages import sample
 
 PASSWORD = "s3cret-Pa55"
-# Kept identical to the README's "Read-only Redis user" section.
+# The README's older rule (still works, in scripts mode; it refuses CLIENT TRACKING).
 ACL_RULES = (
     "on >{password} ~* resetchannels -@all +@read -@dangerous +@connection -client +client|setname "
     "+select +evalsha_ro +eval_ro"
@@ -82,3 +82,68 @@ def test_acl_with_inspect_keys_only_gives_consumers(redis_server, start_exporter
     exporter = start_exporter("--broker-url", url, "--consumers-interval", "0.5", "--consumers-timeout", "1")
     exporter.wait_for("celery_queue_consumers", 1, queue_name="watched")
     assert "inspect active_queues failed" not in exporter.proc.log()
+
+
+# The plainest read-only user: no script command at all. Nothing else is needed by redis-py or the
+# exporter on Redis 7.0 (HELLO, AUTH, CLIENT SETNAME and CLIENT TRACKING are all @connection).
+PLAIN_ACL_RULES = "on >{password} ~* resetchannels -@all +@read +@connection"
+
+
+def _queue_samples(samples) -> dict:
+    names = ("celery_queue_length", "celery_queue_priority_length", "celery_queue_unacked")
+    return {k: v for k, v in samples.items() if k[0] in names}
+
+
+def test_plain_read_only_user_reads_everything_without_scripts(
+    redis_server, start_exporter, start_worker, celery_producer
+):
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", "plain", *PLAIN_ACL_RULES.format(password=PASSWORD).split())
+    ro = redis.Redis(host="127.0.0.1", port=redis_server.port, username="plain", password=PASSWORD)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        ro.execute_command("EVAL_RO", "return 1", 0)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        ro.lpush("anything", "x")
+
+    start_worker(redis_server.url, ["held"])
+    app = celery_producer(redis_server.url)
+    app.send_task("tests.noop", queue="held", countdown=600)  # unacked: its queue found by HMGET
+    for priority in (0, 5, 9):
+        app.send_task("tests.noop", queue="waiting", priority=priority)
+
+    url = f"redis://plain:{PASSWORD}@127.0.0.1:{redis_server.port}/0"
+    plain = start_exporter("--broker-url", url)
+    scripted = start_exporter("--broker-url", redis_server.url)
+    samples = plain.wait_for("celery_queue_unacked", 1, queue_name="held")
+    assert sample(samples, "celery_broker_up") == 1
+    assert sample(samples, "celery_exporter_redis_read_mode", mode="plain") == 1
+    assert sample(samples, "celery_exporter_redis_read_mode", mode="scripts") == 0
+    assert sample(samples, "celery_queue_length", queue_name="waiting") == 3
+    assert sample(samples, "celery_queue_oldest_message_age_seconds", queue_name="waiting") >= 0
+    assert sample(samples, "celery_queue_unacked_oldest_age_seconds", queue_name="held") >= 0
+    reference = scripted.wait_for("celery_queue_unacked", 1, queue_name="held")
+    assert sample(reference, "celery_exporter_redis_read_mode", mode="scripts") == 1
+    assert _queue_samples(samples) == _queue_samples(reference)  # same metrics, same totals
+    plain.scrape()
+    log = plain.proc.log()
+    assert log.count("reading Redis in plain mode") == 1, log  # said once, with the reason
+    assert "NOPERM" in log or "no permissions" in log
+    assert PASSWORD not in log
+
+
+def test_scripts_disabled_by_rename_command_fall_back_to_plain(tmp_path, start_exporter):
+    from native.processes import RedisServer
+
+    server = RedisServer(tmp_path / "renamed", extra_args=["--rename-command", "EVALSHA_RO", '""']).start()
+    try:
+        client = server.client()
+        client.sadd("_kombu.binding.jobs", "jobs\x06\x16\x06\x16jobs")
+        client.lpush("jobs", '{"properties": {"delivery_tag": "t1"}}')
+        client.hset("unacked", "t2", '[{"properties": {}}, "", "jobs"]')
+        client.zadd("unacked_index", {"t2": 1})
+        exporter = start_exporter("--broker-url", server.url)
+        samples = exporter.wait_for("celery_queue_unacked", 1, queue_name="jobs")
+        assert sample(samples, "celery_queue_length", queue_name="jobs") == 1
+        assert sample(samples, "celery_exporter_redis_read_mode", mode="plain") == 1
+    finally:
+        server.stop()

@@ -63,6 +63,7 @@ class BrokerReading:
     queues_dropped: int = 0
     unattributed_unacked: int | None = None  # celery_exporter_unacked_unattributed
     round_trips: int | None = None  # celery_exporter_redis_round_trips
+    read_mode: str | None = None  # celery_exporter_redis_read_mode: how the broker is read ("scripts", "plain")
     errors: Counter[str] = field(default_factory=Counter)
     duration: float = 0.0
 

@@ -200,7 +200,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_queues",
         _positive_int,
-        5000,
+        20000,
         "report at most this many queues; the excess is counted in celery_exporter_queues_dropped",
         "N",
     ),
@@ -236,7 +236,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "discovery_scan_count",
         _positive_int,
-        10000,
+        1000,
         "keys SCANned for bindings per scrape (discovery is spread over scrapes in big databases)",
         "N",
     ),

@@ -1,7 +1,7 @@
 """Which queues to report: bindings found in Redis, configured queues, and a grace period for the gone.
 
 `Discovery` is one broker's discovery state (its binding table, its queue set, the SCAN cursor);
-the scrape script (scripts.py) advances the SCAN in the same round trip as the measurement.
+each scrape advances the SCAN by one step in the same pipeline as the measurement.
 """
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ class BindingTable:
                     self._queues = None
             self._seen_this_pass = set()
             self.passes_completed += 1
+
+    def seen_keys(self) -> list[bytes]:
+        return list(self._raw)
+
+    def members(self, key: bytes) -> tuple[bytes, ...] | None:
+        """The members of a binding set as last read, None if never read."""
+        return self._raw.get(key)
 
     def queues(self) -> set[str]:
         if self._queues is None:
@@ -162,15 +169,13 @@ class QueueSet:
 class Discovery:
     """One Redis broker's queues: bindings read by an incremental SCAN, configured queues, the cap.
 
-    The scrape script does the SCAN step and measures the queues of `candidates()` in one call;
-    `found()` and `settle()` take in what it returned.
+    Each scrape does one SCAN step (redis_broker.py) and `settle()` takes in what it found.
     """
 
     def __init__(self, layout: RedisLayout, queue_set: QueueSet, scan_count: int) -> None:
         self.bindings = BindingTable(layout)
         self.queue_set = queue_set
         self.scan_count = scan_count
-        self._sent: tuple[list[str], tuple[list[str], str, list[str]]] | None = None
 
     @property
     def first_pass_done(self) -> bool:
@@ -185,29 +190,6 @@ class Discovery:
             cursor, sets = scan(self.bindings.cursor, self.scan_count)
             self.bindings.update(cursor, sets)
         self.queue_set.settle(now, [], set(self.bindings.queues()), ())
-
-    def candidates(self) -> tuple[list[str], str, list[str]]:
-        """Queues to measure, in the order the script measures them, and how to send them.
-
-        Names go "\n"-joined (one argument is far cheaper than thousands); the odd name holding
-        a newline goes as an argument of its own. Kept while the queue set does not change.
-        """
-        candidates = self.queue_set.candidates()
-        if self._sent is not None and self._sent[0] == candidates:
-            return self._sent[1]
-        plain = [q for q in candidates if "\n" not in q]
-        odd = [q for q in candidates if "\n" in q] if len(plain) != len(candidates) else []
-        self._sent = (candidates, (plain + odd, "\n".join(plain), odd))
-        return self._sent[1]
-
-    def room(self, known: int) -> int:
-        """How many newly found queues the script may measure on top of `known` ones."""
-        return max(self.queue_set.max_queues - known, 0)
-
-    def found(self, cursor: bytes, binding_sets: BindingSets, new: bytes) -> list[str]:
-        """Take in the script's SCAN step; returns the new queues it found, in its order."""
-        self.bindings.update(cursor, binding_sets)
-        return [_text(q) for q in new.split(b"\n")] if new else []
 
     def settle(self, now: float, measured: list[str], busy: Iterable[str], discovered: Iterable[str]) -> list[str]:
         """The queues to report out of `measured`, given those holding messages (`busy`)."""

@@ -123,6 +123,13 @@ UNACKED_UNATTRIBUTED = MetricDef(
     "Unacked messages whose queue could not be told from their exchange and routing key.",
 )
 REDIS_ROUND_TRIPS = MetricDef("celery_exporter_redis_round_trips", "gauge", "Redis round trips this scrape needed.")
+REDIS_READ_MODE = MetricDef(
+    "celery_exporter_redis_read_mode",
+    "gauge",
+    "1 for the way the exporter reads Redis, 0 for the other: scripts (pipelined plain commands, and a "
+    "read-only script for new unacked entries) or plain (commands only: Redis refused scripts to this user).",
+    ("mode",),
+)
 
 ALL = (
     QUEUE_LENGTH,
@@ -144,4 +151,5 @@ ALL = (
     QUEUES_DROPPED,
     UNACKED_UNATTRIBUTED,
     REDIS_ROUND_TRIPS,
+    REDIS_READ_MODE,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect
 from dataclasses import dataclass, field
 
@@ -82,3 +83,43 @@ def is_internal_queue(name: str) -> bool:
         or name.endswith(PIDBOX_SUFFIX)
         or name.endswith(REPLY_PIDBOX_SUFFIX)
     )
+
+
+_DELIVERY_TAG = b'"delivery_tag": "'
+_PUBLISHED_AT = b'"x-published-at": '
+_NUMBER = re.compile(rb"[-+0-9.eE]+")
+
+
+def tail_fields(message: bytes) -> tuple[bytes, bytes]:
+    """(delivery tag, x-published-at as text) of a kombu message, b"" for what it lacks.
+
+    Properties come last in kombu's JSON and headers just before, so both are looked for near
+    the end first: a 27 MB body is not scanned."""
+    size = len(message)
+    start = max(size - 4096, 0)
+    at = message.find(_DELIVERY_TAG, start)
+    if at < 0 and start:
+        at = message.find(_DELIVERY_TAG)
+    tag = b""
+    if at >= 0:
+        at += len(_DELIVERY_TAG)
+        close = message.find(b'"', at, at + 201)
+        if close >= 0:
+            tag = message[at:close]
+    published = b""
+    at = message.find(_PUBLISHED_AT, max(size - 65536, 0))
+    if at >= 0:
+        number = _NUMBER.match(message, at + len(_PUBLISHED_AT))
+        published = number.group() if number else b""
+    return tag, published
+
+
+def unacked_routing_part(entry: bytes) -> bytes:
+    """The `["exchange", "routing_key"]` end of an unacked entry `[message, exchange, routing_key]`.
+
+    The message is a JSON object whose last `}, "` ends it (a quote inside a JSON string is always
+    escaped). An entry without that shape comes back whole if small, else b"?"."""
+    last = entry.rfind(b'}, "', max(len(entry) - 1024, 0))
+    if last >= 0:
+        return b"[" + entry[last + 3 :]
+    return entry if len(entry) <= 65536 else b"?"

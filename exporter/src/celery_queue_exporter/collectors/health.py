@@ -1,5 +1,5 @@
 """The exporter's own health and configuration: broker up, scrape duration and errors, build
-info, queues reported and dropped, unattributed unacked entries, round trips."""
+info, queues reported and dropped, unattributed unacked entries, round trips, how Redis is read."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ class HealthCollector:
             yield gauge(metrics.UNACKED_UNATTRIBUTED, r.unattributed_unacked)
         if r.round_trips is not None:
             yield gauge(metrics.REDIS_ROUND_TRIPS, r.round_trips)
+        if r.read_mode is not None:
+            modes = sorted({"plain", "scripts", r.read_mode})
+            yield ColumnFamily(metrics.REDIS_READ_MODE, (modes,), [int(m == r.read_mode) for m in modes])
 
 
 def build_info() -> ColumnFamily:
