@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.exporter import Exporter, Samples, fetch, launch_exporter, parse
+from tests.support.exporter import Exporter, launch_exporter
 from tests.support.procs import Proc, free_port, wait_until
-
-__all__ = ["Exporter", "Samples", "fetch", "parse"]  # test modules import them from here
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 from celery_queue_exporter.config import load_config
 from celery_queue_exporter.target import Target
-from tests.exporter.test_unacked_and_ages import sample
+from tests.support.exporter import sample
 
 
 def test_app_gives_queues_and_transport_options(redis_server, start_exporter, celery_producer):

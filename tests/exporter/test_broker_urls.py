@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from tests.exporter.test_unacked_and_ages import sample
+from tests.support.exporter import sample
 from tests.support.procs import Proc, RedisServer, free_port, wait_until
 
 
@@ -134,7 +134,7 @@ def test_password_never_logged_or_exported(tmp_path: Path, start_exporter):
 
 
 def urlopen_text(url: str) -> str:
-    from tests.exporter.conftest import fetch
+    from tests.support.exporter import fetch
 
     return fetch(url)[1]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.exporter.test_unacked_and_ages import sample
+from tests.support.exporter import sample
 
 
 def stamped(tag: str, published: float) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from celery_queue_exporter.config import ConfigError, load_config
 from celery_queue_exporter.connection import redact_url
-from tests.support.procs import VENV_BIN
+from tests.support.exporter import run_cli
 
 
 def test_defaults():
@@ -74,20 +73,6 @@ def test_redact_url():
     assert redact_url("redis://:s3cret@h/0") == "redis://:***@h/0"
     assert "s3cret" not in redact_url("sentinel://:s3cret@a:1;sentinel://:s3cret@b:2")
     assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_EXPORTER_", "CELERY_BROKER"))}
-    full_env.update(env or {})
-    return subprocess.run(
-        [str(VENV_BIN / "celery-queue-exporter"), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=full_env,
-    )
 
 
 @pytest.mark.parametrize(

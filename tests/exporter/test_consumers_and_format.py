@@ -13,7 +13,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from celery_queue_exporter.config import load_config
 from celery_queue_exporter.target import Target
-from tests.exporter.test_unacked_and_ages import sample, wait_value
+from tests.support.exporter import sample, wait_value
 from tests.support.procs import tool, wait_until
 
 

@@ -20,8 +20,7 @@ import yaml
 from celery_queue_exporter.config import TARGET_NAME, ConfigError, load_config
 from celery_queue_exporter.probe import target_name
 from celery_queue_exporter.server import BadRequest
-from tests.exporter.conftest import Samples, parse
-from tests.exporter.test_config import run_cli
+from tests.support.exporter import Samples, parse, run_cli
 from tests.support.procs import REPO, Proc, RedisServer, free_port, tool, wait_until
 
 EXAMPLE_ADDRESS = "celery-exporter.internal:9818"  # the exporter's address in prometheus/examples/probe-job.yml

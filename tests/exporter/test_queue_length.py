@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.exporter.conftest import fetch
+from tests.support.exporter import fetch
 
 
 def test_discovers_queues_a_producer_declared_and_sums_priorities(redis_server, start_exporter, celery_producer):

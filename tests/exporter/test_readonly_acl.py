@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.exporter.test_unacked_and_ages import sample
+from tests.support.exporter import sample
+from tests.support.procs import REPO
 
 PASSWORD = "s3cret-Pa55"
 # The README's older rule (still works, in scripts mode; it refuses CLIENT TRACKING).
@@ -60,12 +61,10 @@ def test_read_only_acl_user(redis_server, start_exporter, start_worker, celery_p
 
 
 # The broker of this stack (redis/users.acl): read-only, plus only the keys `inspect` owns.
-INSPECT_ACL_RULES = (
-    "on >{password} resetkeys %R~* %RW~*.reply.celery.pidbox* %RW~_kombu.binding.reply.celery.pidbox "
-    "%RW~_kombu.binding_deadlines %RW~unacked_mutex resetchannels &*.celery.pidbox -@all +@read -@dangerous "
-    "+@connection -client +client|setname +select +evalsha_ro +eval_ro +publish +multi +exec +sadd +srem +zadd "
-    "+set +del +brpop +time +evalsha +script|exists +script|load"
+EXPORTER_USER = next(
+    line for line in (REPO / "redis" / "users.acl").read_text().splitlines() if line.startswith("user exporter on ")
 )
+INSPECT_ACL_RULES = "on >{password} " + EXPORTER_USER.removeprefix("user exporter on ")
 
 
 def test_acl_with_inspect_keys_only_gives_consumers(redis_server, start_exporter, start_worker):

@@ -7,8 +7,7 @@ import os
 import signal
 import time
 
-from tests.exporter.conftest import fetch, parse
-from tests.exporter.test_unacked_and_ages import sample
+from tests.support.exporter import fetch, parse, sample
 
 SEP = "\x06\x16"
 

@@ -4,27 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.exporter.conftest import Exporter
-from tests.support.procs import wait_until
-
-
-def sample(samples, name, **labels):
-    return samples.get((name, tuple(sorted(labels.items()))))
-
-
-def wait_value(exporter: Exporter, name: str, predicate, timeout: float = 20, **labels):
-    """Scrape until predicate(value) holds; returns the scrape."""
-    last = {}
-
-    def check():
-        samples = exporter.scrape()
-        last["v"] = sample(samples, name, **labels)
-        return samples if last["v"] is not None and predicate(last["v"]) else None
-
-    try:
-        return wait_until(check, timeout, f"{name}{labels}")
-    except TimeoutError as exc:
-        raise AssertionError(f"{name}{labels} stayed {last.get('v')}\n{exporter.proc.log()}") from exc
+from tests.support.exporter import sample, wait_value
 
 
 def test_eta_tasks_held_by_a_worker_are_unacked_of_their_queue(

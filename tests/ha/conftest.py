@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from native import ha
-from tests.faults.conftest import pytest_runtest_makereport, pytest_terminal_summary, report
+from tests.faults.fixtures import pytest_runtest_makereport, pytest_terminal_summary, report
 from tests.ha.topology import HATopology
 
 __all__ = ["pytest_runtest_makereport", "pytest_terminal_summary", "report"]

@@ -128,6 +128,7 @@ def test_the_exporter_user_reads_and_may_broadcast_inspect(server: ComposeRedis)
     assert ro.llen("default") == 1 and ro.lindex("default", -1) == b"a task"
     assert ro.zrange("unacked_index", 0, -1) == [b"tag"]
     assert ro.execute_command("EVAL_RO", "return redis.call('LLEN', KEYS[1])", 1, "default") == 1
+    assert ro.execute_command("CLIENT", "TRACKING", "on") == b"OK"  # told which lists changed
     assert ro.scan(0, match="_kombu.binding.*")[0] == 0
     # what Celery's inspect needs, and only on its own keys and channel
     assert ro.publish("/0.celery.pidbox", "x") == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,3 +77,34 @@ def launch_exporter(cwd: Path, args: Sequence[str], env: dict[str, str] | None =
             proc.stop()
             raise AssertionError(f"exporter did not start:\n{proc.log()}") from exc
     return exporter
+
+
+def sample(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def wait_value(exporter: Exporter, name: str, predicate, timeout: float = 20, **labels):
+    """Scrape until predicate(value) holds; returns the scrape."""
+    last = {}
+
+    def check():
+        samples = exporter.scrape()
+        last["v"] = sample(samples, name, **labels)
+        return samples if last["v"] is not None and predicate(last["v"]) else None
+
+    try:
+        return wait_until(check, timeout, f"{name}{labels}")
+    except TimeoutError as exc:
+        raise AssertionError(f"{name}{labels} stayed {last.get('v')}\n{exporter.proc.log()}") from exc
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_EXPORTER_", "CELERY_BROKER"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(VENV_BIN / "celery-queue-exporter"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=full_env,
+    )
