@@ -1,7 +1,7 @@
 """The stack's components, defined once: command line, environment and readiness probe of each.
 
 The native runner renders supervisord's configuration from this table (native/supervisord.py)
-and the end-to-end tests start the same rows as child processes (tests/support/stack.py).
+and the end-to-end tests start the same rows as child processes (native/child_stack.py).
 docker-compose.yml cannot import it: tests/stack/test_facts.py fails when its commands drift.
 
 A deployment differs only in its `Layout`: where it keeps its files, its ports and broker, and

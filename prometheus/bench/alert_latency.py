@@ -27,9 +27,9 @@ from pathlib import Path
 import requests
 from celery import Celery
 
+from native.child_stack import LocalStack
 from native.processes import wait_until
 from prometheus.generate import promql
-from tests.support.stack import LocalStack
 
 ALERT = "CeleryQueueBacklog"
 THRESHOLD = 1000

@@ -1,7 +1,7 @@
 """Every panel of every dashboard shows data from the real stack under a mixed load.
 
 Real redis-server, Celery worker, Flower, exporter, Prometheus, Alertmanager and receiver
-(tests/support/stack.py); the load has successes, retries, failures, a backlog on a queue no
+(native/child_stack.py); the load has successes, retries, failures, a backlog on a queue no
 worker consumes, priorities and ETA tasks. Then each dashboard query runs against that
 Prometheus with Grafana's variables substituted, as Grafana would run it."""
 

@@ -1,4 +1,4 @@
-"""The highly available alerting topology for tests: the test stack (tests/support/stack.py) with
+"""The highly available alerting topology for tests: the test stack (native/child_stack.py) with
 the component table's HA instances (native/ha.py): prometheus and prometheus-b, alertmanager and
 alertmanager-b in one cluster, each a row of native/components.py run on free ports of 127.0.0.1
 with the stack's short timings. No worker (the backlogs are in queues nobody consumes) and no
