@@ -167,3 +167,23 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc:
             self.proc.stop()
+
+
+def celery_worker(name: str, argv: Sequence[str], log_dir: Path, env: dict[str, str] | None = None) -> Proc:
+    """A Celery worker process (`argv`), returned once it logged `ready.`; stopped if it never does."""
+    proc = Proc(name, argv, log_dir, env=env)
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"worker {name} exited:\n{proc.log()}")
+        return " ready." in proc.log()
+
+    try:
+        wait_until(ready, 30, f"worker {name} to be ready")
+    except TimeoutError as exc:
+        proc.stop()
+        raise AssertionError(f"worker {name} did not start:\n{proc.log()}") from exc
+    except BaseException:
+        proc.stop()
+        raise
+    return proc

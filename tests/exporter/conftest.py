@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.exporter import Exporter, launch_exporter
-from tests.support.procs import Proc, free_port, wait_until
+from tests.support.procs import Proc, celery_worker, free_port
 
 
 @pytest.fixture
@@ -65,13 +65,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
             "TEST_TRANSPORT_OPTIONS": json.dumps(transport_options or {}),
             "TEST_DIRECT_QUEUES": direct,
         }
-        proc = Proc(name, argv, tmp_path, env=env)
+        proc = celery_worker(name, argv, tmp_path, env=env)
         procs.append(proc)
-        try:
-            wait_until(lambda: "ready." in proc.log() or not proc.alive(), 30, f"worker {name} ready")
-        except TimeoutError as exc:
-            raise AssertionError(f"worker did not start:\n{proc.log()}") from exc
-        assert proc.alive(), proc.log()
         return proc
 
     yield start

@@ -17,7 +17,7 @@ from celery import Celery
 
 import workers.tasks  # noqa: F401 - registers the shared tasks with every app the tests build
 from tests.support.exporter import Exporter, launch_exporter
-from tests.support.procs import VENV_BIN, Proc, wait_until
+from tests.support.procs import VENV_BIN, Proc, celery_worker
 from tests.support.rabbitmq import RabbitMQNode
 from workers.app import create_app
 from workers.config import Settings
@@ -88,13 +88,8 @@ def start_worker(rabbitmq: RabbitMQNode, vhost: str, tmp_path: Path) -> Iterator
             *extra,
         ]
         env = {"CELERY_BROKER_URL": rabbitmq.amqp_url(vhost), "PYTHONUNBUFFERED": "1"}
-        proc = Proc(name, argv, tmp_path, env=env)
+        proc = celery_worker(name, argv, tmp_path, env=env)
         procs.append(proc)
-        try:
-            wait_until(lambda: "ready." in proc.log() or not proc.alive(), 30, f"worker {name}")
-        except TimeoutError as exc:
-            raise AssertionError(f"worker did not start:\n{proc.log()}") from exc
-        assert proc.alive(), proc.log()
         return proc
 
     yield start

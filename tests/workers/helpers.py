@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Celery
 
-from tests.support.procs import VENV_BIN, Proc, RedisServer, wait_until
+from tests.support.procs import VENV_BIN, Proc, RedisServer, celery_worker, wait_until
 from workers.app import create_app
 from workers.config import Settings
 
@@ -61,19 +61,7 @@ def start_worker(
         "--without-gossip",
         "--loglevel=INFO",
     ]
-    proc = Proc(name, argv, log_dir, env=broker_env(redis, **(env or {})))
-    try:
-        wait_until(lambda: _ready(proc), 30, f"worker {name} to be ready")
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
-
-
-def _ready(proc: Proc) -> bool:
-    if not proc.alive():
-        raise AssertionError(f"{proc.name} exited:\n{proc.log()}")
-    return " ready." in proc.log()
+    return celery_worker(name, argv, log_dir, env=broker_env(redis, **(env or {})))
 
 
 def kill_group(proc: Proc) -> None:
