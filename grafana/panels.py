@@ -14,7 +14,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
 from grafana.ids import DATASOURCE, QUEUES_UID
-from grafana.style import Color, Unit, fixed_color, thresholds
+from grafana.style import UP_DOWN, Color, Unit, fixed_color, none_is_bad, thresholds
 from grafana.variables import on_broker, series_of
 
 
@@ -179,6 +179,20 @@ def stat_panel(
     if decimals is not None:
         panel = panel.decimals(decimals)
     return panel
+
+
+def up_down_stat(title: str, description: str, expr: str, legend: str, **options: object) -> stat.Panel:
+    """UP or DOWN per series of a 0/1 `expr`; no data at all is bad too."""
+    options = {"height": 6, "sparkline": False, **options}
+    return stat_panel(
+        title,
+        description,
+        [target(expr, legend)],
+        Unit.STATE,
+        none_is_bad(),
+        mappings=UP_DOWN,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def count_stat(

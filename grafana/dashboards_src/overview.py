@@ -25,12 +25,12 @@ from grafana.panels import (
     table_panel,
     target,
     timeseries_panel,
+    up_down_stat,
 )
 from grafana.style import (
     EXPORTER_SCRAPE_SLOW_S,
     FAILURE_RATIO_WARN,
     OLDEST_WAIT_WARN_S,
-    UP_DOWN,
     Color,
     Unit,
     any_is_bad,
@@ -253,31 +253,23 @@ def build() -> Dashboard:
         )
         .with_row(Row("Can we trust these numbers?"))
         .with_panel(
-            stat_panel(
+            up_down_stat(
                 "Scrape targets",
                 "Is each part of the monitoring reachable? Prometheus' `up` per scrape job: the "
                 "queue exporter, Flower, Prometheus itself and Alertmanager.",
-                [target(Q.TARGETS_UP, "{{job}} {{broker}}")],
-                Unit.STATE,
-                none_is_bad(),
+                Q.TARGETS_UP,
+                "{{job}} {{broker}}",
                 width=6,
-                height=6,
-                mappings=UP_DOWN,
-                sparkline=False,
                 text_mode=cm.BigValueTextMode.VALUE_AND_NAME,
             )
         )
         .with_panel(
-            stat_panel(
+            up_down_stat(
                 "Broker up",
-                "Can the exporter reach Redis? When DOWN, every queue number above is stale.",
-                [target(Q.BROKER_UP, "{{broker}}")],
-                Unit.STATE,
-                none_is_bad(),
+                "Can the exporter reach the broker (Redis or RabbitMQ)? When DOWN, every queue number above is stale.",
+                Q.BROKER_UP,
+                "{{broker}}",
                 width=3,
-                height=6,
-                mappings=UP_DOWN,
-                sparkline=False,
             )
         )
         .with_panel(

@@ -33,32 +33,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if not value > 0:
-        raise ValueError("must be > 0")
-    return value
+def _bounded(parse: Callable[[str], Any], ok: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
+    """A parser of `parse`'s numbers that refuses those not `ok` with "must be <rule>"."""
+
+    def parse_bounded(text: str) -> Any:
+        value = parse(text)
+        if not ok(value):
+            raise ValueError(f"must be {rule}")
+        return value
+
+    return parse_bounded
 
 
-def _non_negative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0:
-        raise ValueError("must be >= 0")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise ValueError("must be 1-65535")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be >= 1")
-    return value
+_positive_float = _bounded(_finite_float, lambda v: v > 0, "> 0")
+_non_negative_float = _bounded(_finite_float, lambda v: v >= 0, ">= 0")
+_port = _bounded(int, lambda v: 0 < v < 65536, "1-65535")
+_positive_int = _bounded(int, lambda v: v >= 1, ">= 1")
 
 
 def _name_list(text: str) -> tuple[str, ...]:
