@@ -58,6 +58,7 @@ bench: venv
 	@native/install-tools.sh --bench
 	@$(PY) exporter/bench/bench.py
 	@$(PY) exporter/bench/bench_rabbitmq.py
+	@$(PY) exporter/bench/bench_targets.py
 	@$(PY) -m prometheus.bench.alert_latency
 
 dashboards: venv
