@@ -112,8 +112,12 @@ def test_garbage_in_a_consumed_queue(tmp_path: Path, stacks, report: Report) -> 
             client.lpush("default", garbage)
             report.injected(f"{kind} pushed into queue default, which the worker consumes")
         after = [add.delay(i, 2) for i in range(10)]
-        time.sleep(3)
         worker = stack.procs["worker"]
+        # The worker meets the garbage before the tasks behind it: it either exits or runs them
+        # (a fixed sleep here raced a slow machine: the worker died after the test judged it alive).
+        wait_until(
+            lambda w=worker, a=after: not w.alive() or all(r.ready() for r in a), 60, "the worker to exit or run them"
+        )
         exited = not worker.alive()
         if exited:
             wait_until(lambda: stack.query('flower_worker_online{worker=~"e2e-worker@.*"} == 0'), 15, "Flower: offline")
