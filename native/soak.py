@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
 
 import yaml
 
@@ -35,16 +34,12 @@ from native.processes import free_port, rss_kib
 from native.settings import REPO, TOOLS_BIN, Settings
 from native.soak_report import Memory
 from native.supervisor_client import Supervisor
+from workers.load import Parser  # one clear error line, exit 2
 
 PROG = "python -m native.soak"
 DEFAULT_RUN_DIR = REPO / "run" / "soak"
 MARKER = "soak.json"  # what makes a folder the soak's own, to be wiped by the next run
 PROGRESS_EVERY_S = 60
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _minutes(raw: str) -> float:
