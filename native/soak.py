@@ -142,16 +142,18 @@ def progress(s: Settings, started: float, published: Counter[str]) -> str:
     try:
         queues = soak_report.query(prom, "max_over_time(sum by (queue_name) (celery_queue_length)[1m:15s])", now)
         deepest = max(
-            ((float(q["value"][1]), q["metric"]["queue_name"]) for q in queues["data"]["result"]), default=(0, "-")
+            ((float(q["value"][1]), q["metric"]["queue_name"]) for q in queues["data"]["result"]),
+            default=(0.0, ""),
         )
         alerts = soak_report.alert_names(soak_report.query(prom, "ALERTS", now))
         down = soak_report.scalar_sum(soak_report.query(prom, "count(up == 0) or vector(0)", now))
         received = len(soak_report.query_received(s.url("receiver")))
+        queue = f"{deepest[1]} {deepest[0]:.0f}" if deepest[0] else "all empty"
     except (OSError, ValueError, KeyError) as exc:
         return f"{(now - started) / 60:5.1f} min  could not ask the stack: {exc}"
     return (
         f"{(now - started) / 60:5.1f} min  published {sum(published.values())}  deepest queue (1 min) "
-        f"{deepest[1]} {deepest[0]:.0f}  targets down {down:.0f}  alerts {', '.join(alerts) or 'none'}  "
+        f"{queue}  targets down {down:.0f}  alerts {', '.join(alerts) or 'none'}  "
         f"notifications {received}"
     )
 
