@@ -287,6 +287,7 @@ def soak(s: Settings, minutes: float) -> int:
     print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC: load starts")
     published: Counter[str] = Counter()
     tick, next_progress = 0, start + PROGRESS_EVERY_S
+    half: dict[str, tuple[int, int, float]] = {}  # memory at half time: growth that goes on, or levels off
     try:
         while time.time() < start + minutes * 60:
             soak_load.publish(app, tick, published)
@@ -295,13 +296,21 @@ def soak(s: Settings, minutes: float) -> int:
             if time.time() >= next_progress:
                 print(progress(s, start, published), flush=True)
                 next_progress += PROGRESS_EVERY_S
+            if not half and time.time() >= start + minutes * 30:
+                half = measure(s)
     finally:
         app.close()
     end = time.time()
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC: load ends; published {soak_load.totals(published)}")
     after = measure(s)
     memory = [
-        Memory(name, before.get(name, (None,))[0], after.get(name, (None,))[0], after.get(name, (0, 0))[1])
+        Memory(
+            name,
+            before.get(name, (None,))[0],
+            after.get(name, (None,))[0],
+            after.get(name, (0, 0))[1],
+            half.get(name, (None,))[0],
+        )
         for name in stack.table(s)
     ]
     restarts = [
@@ -314,7 +323,9 @@ def soak(s: Settings, minutes: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too: a shell starts a background job with SIGINT ignored, and Python then keeps it so
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         return run(args)
     except KeyboardInterrupt:

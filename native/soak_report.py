@@ -31,6 +31,7 @@ class Memory:
     start_kib: int | None  # None: the process was not there
     end_kib: int | None
     processes: int = 1  # at the end (e.g. a prefork worker and its pool)
+    half_kib: int | None = None  # at half time
 
 
 def notification_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -110,10 +111,13 @@ def memory_table(memory: Sequence[Memory]) -> list[str]:
         return "-" if kib is None else f"{kib / 1024:.1f}"
 
     width = max(len("component"), *(len(m.component) for m in memory))
-    lines = [f"{'component':<{width}}  {'start MiB':>9}  {'end MiB':>8}  {'change':>7}  processes"]
+    lines = [f"{'component':<{width}}  {'start MiB':>9}  {'half-time':>9}  {'end MiB':>8}  {'change':>7}  processes"]
     for m in memory:
         change = "-" if None in (m.start_kib, m.end_kib) else f"{(m.end_kib - m.start_kib) / 1024:+.1f}"  # type: ignore[operator]
-        lines.append(f"{m.component:<{width}}  {mib(m.start_kib):>9}  {mib(m.end_kib):>8}  {change:>7}  {m.processes}")
+        lines.append(
+            f"{m.component:<{width}}  {mib(m.start_kib):>9}  {mib(m.half_kib):>9}  {mib(m.end_kib):>8}  {change:>7}"
+            f"  {m.processes}"
+        )
     return lines
 
 
