@@ -230,16 +230,10 @@ def up() -> int:
         f"{'; '.join(configured) or 'local receiver only'}) ..."
     )
     try:
-        conf = supervisord.write(comps.values(), s.run_dir)
+        report = launch(s, comps)
     except ValueError as exc:
         print(f"supervisord: {exc}", file=sys.stderr)
         return 2
-    subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], check=True)
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    report = rows(s)
-    while not all(r.healthy for r in report) and time.monotonic() < deadline:
-        time.sleep(2)
-        report = rows(s)
     print()
     print_table(report)
     print()
@@ -250,6 +244,19 @@ def up() -> int:
     print(f"Logs: {s.run_dir / 'logs'}   Alerts received: {s.run_dir / 'receiver' / 'alerts.jsonl'}")
     print("Next: make demo (a backlog and its alert), make status, make down")
     return 0
+
+
+def launch(s: Settings, comps: dict[str, Component]) -> list[health.Row]:
+    """Start supervisord with `comps` (run_dir prepared) and wait up to UP_TIMEOUT_S for every
+    component to be healthy; the last table. ValueError: a setting supervisord cannot carry."""
+    conf = supervisord.write(comps.values(), s.run_dir)
+    subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(conf)], check=True)
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    report = rows(s)
+    while not all(r.healthy for r in report) and time.monotonic() < deadline:
+        time.sleep(2)
+        report = rows(s)
+    return report
 
 
 def status() -> int:
@@ -264,10 +271,17 @@ def status() -> int:
 
 def down() -> int:
     s = saved_settings()
-    sup = supervisor(s)
-    if not sup.running():
+    if not supervisor(s).running():
         print("The stack is not running.")
         return 0
+    stop(s)
+    print("The stack is stopped; no process of it is left.")
+    return 0
+
+
+def stop(s: Settings) -> None:
+    """Stop the supervisord of `s` and every program it runs, by their process ids."""
+    sup = supervisor(s)
     pids = [p["pid"] for p in sup.processes().values() if p["pid"]]
     main_pid = sup.pid()
     sup.shutdown()
@@ -276,8 +290,6 @@ def down() -> int:
         time.sleep(0.5)
     for pid in [p for p in pids if _alive(p)]:  # should not happen: supervisor stops groups
         os.killpg(pid, signal.SIGKILL)
-    print("The stack is stopped; no process of it is left.")
-    return 0
 
 
 def _alive(pid: int) -> bool:

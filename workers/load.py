@@ -31,6 +31,8 @@ KINDS: dict[str, tuple[str, Callable[[int, argparse.Namespace], tuple[Any, ...]]
     "sqrt": ("workers.tasks.sqrt_task", lambda i, a: (i,)),
     "bind": ("workers.tasks.bind_task", lambda i, a: ()),
     "failing": ("workers.tasks.failing_task", lambda i, a: ()),
+    # fails once, then succeeds on its first retry (same task id): a recovering task
+    "retry": ("workers.tasks.failing_task", lambda i, a: (1,)),
     "ack": ("workers.tasks.ack_task", lambda i, a: (a.seconds,)),
     "no_ack": ("workers.tasks.no_ack_task", lambda i, a: (a.seconds,)),
     "log": ("workers.tasks.log_message", lambda i, a: (a.level, f"load message {i}")),

@@ -54,6 +54,14 @@ def test_task_kind_priority_and_countdown_options(redis_server: RedisServer) -> 
     assert message["headers"]["eta"]
 
 
+def test_retry_is_a_failing_task_that_succeeds_on_its_first_retry(redis_server: RedisServer) -> None:
+    done = load(redis_server, "--queue", "backlog", "--count", "2", "--task", "retry")
+    assert done.returncode == 0, done.stderr
+    message = queued_messages(redis_server, "backlog")[0]
+    assert message["headers"]["task"] == "workers.tasks.failing_task"
+    assert message["headers"]["argsrepr"] == "(1,)"  # succeed_on_retry=1
+
+
 def test_without_queue_the_apps_routing_decides(redis_server: RedisServer) -> None:
     done = load(redis_server, "--task", "log", "--level", "error", "--count", "3")
     assert done.returncode == 0, done.stderr
